@@ -1,0 +1,1 @@
+"""Retrieval: tier routing and filtered Faiss search."""

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: sets up .venv, starts the services the tests need when they are not running,
+# then lint, types and the whole pytest suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=lib/venv.sh
+source scripts/lib/venv.sh
+# shellcheck source=lib/services.sh
+source scripts/lib/services.sh
+
+ensure_venv "[train,serve,dev]"
+ensure_postgres
+export RECSYS_REQUIRE_SERVICES=1 PYTHONUNBUFFERED=1
+
+echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check -q .
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/python -m pytest "$@"

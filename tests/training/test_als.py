@@ -1,0 +1,76 @@
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from training.als import AlsParams, Validation, fit_als
+from training.dataset import build_dataset
+from training.evaluation import evaluate_ranking, popularity_factors
+from training.events import DEFAULT_EVENT_WEIGHTS
+from training.interaction_log import from_table
+from training.splits import SplitKind, split, validation_split
+
+
+@pytest.fixture(scope="module")
+def synthetic_split(small_synthetic):
+    ds = build_dataset(from_table(small_synthetic.interactions, DEFAULT_EVENT_WEIGHTS))
+    return split(ds.matrix, SplitKind.random, seed=0)
+
+
+PARAMS = AlsParams(factors=16, regularization=10.0, alpha=4.0, iterations=10)
+
+
+def test_als_finds_taste_structure_that_popularity_cannot(synthetic_split) -> None:
+    result = fit_als(synthetic_split.train, PARAMS)
+    als = evaluate_ranking(
+        result.user_factors, result.item_factors, synthetic_split.train, synthetic_split.test
+    )
+    pop = evaluate_ranking(
+        *popularity_factors(synthetic_split.train), synthetic_split.train, synthetic_split.test
+    )
+    assert als.ndcg > 1.5 * pop.ndcg
+    assert als.coverage > pop.coverage
+
+
+def test_loss_is_recorded_each_iteration_and_falls(synthetic_split) -> None:
+    result = fit_als(synthetic_split.train, PARAMS)
+    losses = [h.loss for h in result.history]
+    assert len(losses) == PARAMS.iterations and all(v is not None for v in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_same_seed_gives_the_same_factors(synthetic_split) -> None:
+    a = fit_als(synthetic_split.train, replace(PARAMS, iterations=3))
+    b = fit_als(synthetic_split.train, replace(PARAMS, iterations=3))
+    np.testing.assert_allclose(a.item_factors, b.item_factors, rtol=1e-4, atol=1e-6)
+
+
+def test_factors_are_float32_and_shaped_like_the_matrix(synthetic_split) -> None:
+    result = fit_als(synthetic_split.train, replace(PARAMS, iterations=2))
+    assert result.user_factors.dtype == np.float32
+    assert result.user_factors.shape == (synthetic_split.train.shape[0], 16)
+    assert result.item_factors.shape == (synthetic_split.train.shape[1], 16)
+
+
+def test_early_stopping_stops_and_keeps_the_best_iterations_factors(synthetic_split) -> None:
+    holdout = validation_split(synthetic_split.train, 0.1, seed=1)
+    # A regularisation this weak on few factors overfits: validation peaks, then decays.
+    params = AlsParams(factors=32, regularization=0.001, alpha=40.0, iterations=40, calculate_loss=False)
+    val = Validation(holdout.test, every=2, patience=2)
+    result = fit_als(holdout.train, params, validation=val)
+    measured = [h for h in result.history if h.validation_ndcg is not None]
+    assert len(result.history) < params.iterations
+    best = max(measured, key=lambda h: h.validation_ndcg)
+    assert result.best_iteration == best.iteration
+    again = evaluate_ranking(
+        result.user_factors, result.item_factors, holdout.train, holdout.test, max_users=val.max_users
+    )
+    assert again.ndcg == pytest.approx(best.validation_ndcg, rel=1e-6)
+
+
+def test_dislikes_push_items_down(small_synthetic) -> None:
+    ds = build_dataset(from_table(small_synthetic.interactions, DEFAULT_EVENT_WEIGHTS))
+    result = fit_als(ds.matrix, PARAMS)
+    m = ds.matrix.tocoo()
+    scores = np.einsum("ij,ij->i", result.user_factors[m.row], result.item_factors[m.col])
+    assert scores[m.data < 0].mean() < scores[m.data > 0].mean()

@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+
+from feature_store.manifest import read_latest, verify_version
+from training.als import AlsParams, fit_als
+from training.artifacts import write_als_version
+from training.dataset import build_dataset
+from training.events import DEFAULT_EVENT_WEIGHTS
+from training.interaction_log import from_table
+
+
+@pytest.fixture(scope="module")
+def trained(small_synthetic):
+    ds = build_dataset(from_table(small_synthetic.interactions, DEFAULT_EVENT_WEIGHTS))
+    return ds, fit_als(ds.matrix, AlsParams(factors=8, iterations=3))
+
+
+def test_a_version_holds_every_file_and_verifies(tmp_path, trained) -> None:
+    ds, result = trained
+    folder = write_als_version(tmp_path, ds, result, {"als": {"ndcg": 0.1}})
+    assert folder.name == "als_v1" and read_latest(tmp_path) == "als_v1"
+    names = {p.name for p in folder.iterdir()}
+    assert names >= {
+        "manifest.json",
+        "user_factors.npy",
+        "item_factors.npy",
+        "user_mapping.json",
+        "item_mapping.json",
+        "model.npz",
+        "metrics.json",
+        "history.json",
+        "training_curve.png",
+    }
+    manifest = verify_version(folder)
+    assert manifest.data_fingerprint == ds.fingerprint
+    assert manifest.hyperparameters["factors"] == 8
+
+
+def test_artifacts_load_without_pickle_and_rescore_from_files_alone(tmp_path, trained) -> None:
+    ds, result = trained
+    folder = write_als_version(tmp_path, ds, result, {})
+    users = np.load(folder / "user_factors.npy", allow_pickle=False)
+    items = np.load(folder / "item_factors.npy", allow_pickle=False)
+    with np.load(folder / "model.npz", allow_pickle=False) as model:
+        assert model["item_factors"].shape == items.shape
+    mapping = json.loads((folder / "user_mapping.json").read_text())
+    uid = ds.user_ids[5]
+    assert mapping[uid] == 5
+    np.testing.assert_array_equal(users[mapping[uid]], result.user_factors[5])
+
+
+def test_versions_count_up_and_a_failed_write_leaves_nothing(tmp_path, trained, monkeypatch) -> None:
+    ds, result = trained
+    write_als_version(tmp_path, ds, result, {})
+    assert write_als_version(tmp_path, ds, result, {}).name == "als_v2"
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("training.artifacts.write_manifest", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_als_version(tmp_path, ds, result, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "als_v1", "als_v2"]
+    assert read_latest(tmp_path) == "als_v2"

@@ -1,0 +1,164 @@
+"""The `recsys` command as a user runs it: real files in, versions out, one-line errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from training.cli import app
+from training.synthetic import SyntheticConfig, generate, write
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def synthetic_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synthetic")
+    return write(generate(SyntheticConfig(users=1_500, items=300, interactions=40_000, clusters=6)), folder)
+
+
+def test_train_with_pinned_parameters_writes_a_version_and_reports_metrics(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "-i",
+            str(inter),
+            "--artifacts",
+            str(tmp_path),
+            "--factors",
+            "16",
+            "--alpha",
+            "4",
+            "--regularization",
+            "10",
+            "--iterations",
+            "5",
+            "--scaling",
+            "log",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "als" in result.stdout and "popularity" in result.stdout
+    metrics = json.loads((tmp_path / "als_v1" / "metrics.json").read_text())
+    assert metrics["als"]["ndcg"] > metrics["popularity"]["ndcg"]
+    assert "selection" not in metrics  # nothing left to choose
+
+
+def test_train_by_default_chooses_its_parameters_on_validation(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    result = runner.invoke(
+        app,
+        ["train", "-i", str(inter), "--artifacts", str(tmp_path), "--factors", "8", "--max-iterations", "5"],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "als_v1" / "manifest.json").read_text())
+    assert manifest["hyperparameters"]["chosen_on_validation"] == [
+        "alpha",
+        "iterations",
+        "regularization",
+        "scaling",
+    ]
+    assert len(manifest["metrics"]["selection"]) >= 8
+
+
+def test_environment_variables_set_options(tmp_path, synthetic_files, monkeypatch) -> None:
+    inter, _ = synthetic_files
+    monkeypatch.setenv("RECSYS_FACTORS", "12")
+    monkeypatch.setenv("RECSYS_TEST_SPLIT", "0")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "-i",
+            str(inter),
+            "--artifacts",
+            str(tmp_path),
+            "--alpha",
+            "2",
+            "--regularization",
+            "5",
+            "--iterations",
+            "2",
+            "--scaling",
+            "binary",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "als_v1" / "manifest.json").read_text())
+    assert manifest["hyperparameters"]["factors"] == 12
+    assert manifest["metrics"]["trained_on"] == "all"
+
+
+def test_dataset_writes_the_seed_outputs(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    result = runner.invoke(
+        app, ["dataset", "-i", str(inter), "--out", str(tmp_path), "--min-interactions", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "interactions.npz",
+        "user_mapping.json",
+        "item_mapping.json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "expected"),
+    [
+        ("user_id,item_id,event_type\n", [], "No interactions found"),
+        ("user_id,item_id,event_type\n1,2,view\n1,3,share\n", [], "Unknown event types: 'share' x1"),
+        ("user_id,item_id,weight\n1,2,1\n2,2,1\n", ["--min-interactions", "3"], "Matrix too sparse"),
+        ("uid,item_id,weight\n1,2,1\n", [], "missing column(s) user_id"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, content, args, expected) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(content)
+    result = runner.invoke(app, ["train", "-i", str(path), "--artifacts", str(tmp_path / "a"), *args])
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "a").exists()
+
+
+def test_out_of_range_options_are_refused_by_name(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    result = runner.invoke(app, ["train", "-i", str(inter), "--test-split", "1.5"])
+    assert result.exit_code == 2 and "test_split" in result.output
+
+
+def test_help_shows_every_default() -> None:
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for text in ("RECSYS_FACTORS", "default: (64)", "auto (chosen on validation)", "--seed-defaults"):
+        assert text in result.output
+
+
+def test_tune_prints_a_table_and_saves_the_best(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    result = runner.invoke(
+        app,
+        [
+            "tune",
+            "-i",
+            str(inter),
+            "--factors",
+            "8",
+            "--regularization",
+            "1,10",
+            "--alpha",
+            "4",
+            "--iterations",
+            "4",
+            "--scaling",
+            "log",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["regularization"] in (1.0, 10.0) and (tmp_path / "tuning.png").is_file()
+    assert len(json.loads((tmp_path / "trials.json").read_text())) == 2

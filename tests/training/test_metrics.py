@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from training.metrics import ranking_metrics, sampled_metrics
+
+
+def test_hand_computed_example() -> None:
+    # user 0: test {1, 5}; recommended [1, 2, 5] -> hits at ranks 1 and 3.
+    # user 1: test {7};    recommended [3, 4, 6] -> no hit.
+    topk = np.array([[1, 2, 5], [3, 4, 6]])
+    test = sp.csr_matrix((np.ones(3), ([0, 0, 1], [1, 5, 7])), shape=(2, 10))
+    m = ranking_metrics(topk, test)
+    assert m.users == 2
+    assert m.precision == pytest.approx((2 / 3 + 0) / 2)
+    assert m.precision_capped == pytest.approx(2 / (2 + 1))
+    assert m.recall == pytest.approx((1.0 + 0) / 2)
+    assert m.map == pytest.approx(((1 / 1 + 2 / 3) / 2 + 0) / 2)
+    idcg = 1 + 1 / np.log2(3)
+    assert m.ndcg == pytest.approx(((1 + 1 / np.log2(4)) / idcg) / 2)
+    assert m.hit_rate == 0.5
+    assert m.coverage == pytest.approx(6 / 10)
+
+
+def test_users_without_test_items_are_not_counted() -> None:
+    topk = np.array([[0, 1], [0, 1]])
+    test = sp.csr_matrix((np.ones(1), ([0], [1])), shape=(2, 3))
+    assert ranking_metrics(topk, test).users == 1
+
+
+def test_padding_is_never_a_hit() -> None:
+    topk = np.array([[-1, -1]])
+    test = sp.csr_matrix((np.ones(1), ([0], [0])), shape=(1, 3))
+    m = ranking_metrics(topk, test)
+    assert m.precision == 0 and m.coverage == 0
+
+
+def test_our_metrics_equal_implicits_ranking_metrics_at_k(small_synthetic) -> None:
+    from implicit.als import AlternatingLeastSquares
+    from implicit.evaluation import ranking_metrics_at_k
+    from threadpoolctl import threadpool_limits
+
+    from training.dataset import build_dataset
+    from training.evaluation import evaluate_ranking
+    from training.events import DEFAULT_EVENT_WEIGHTS
+    from training.interaction_log import from_table
+    from training.splits import SplitKind, split
+
+    ds = build_dataset(from_table(small_synthetic.interactions, DEFAULT_EVENT_WEIGHTS))
+    matrix = ds.matrix.copy()
+    matrix.data = np.abs(matrix.data)  # implicit's evaluator has no notion of dislikes
+    s = split(matrix, SplitKind.random, seed=5)
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=16, iterations=5, random_state=0)
+        model.fit(s.train, show_progress=False)
+        ref = ranking_metrics_at_k(model, s.train, s.test, K=10, show_progress=False)
+    ours = evaluate_ranking(model.user_factors, model.item_factors, s.train, s.test, k=10)
+    assert ours.precision_capped == pytest.approx(ref["precision"], abs=1e-9)
+    assert ours.map == pytest.approx(ref["map"], abs=1e-9)
+    assert ours.ndcg == pytest.approx(ref["ndcg"], abs=1e-9)
+
+
+def test_sampled_metrics_rank_against_negatives_and_count_ties_against_the_model() -> None:
+    positive = np.array([5.0, 1.0, 3.0])
+    negatives = np.array(
+        [
+            [1.0, 2.0, np.nan],  # rank 0 -> hit, ndcg 1
+            [2.0, 3.0, 4.0],  # rank 3 -> miss at k=2
+            [3.0, 0.0, 0.0],  # a tie counts as better: rank 1 -> hit, ndcg 1/log2(3)
+        ]
+    )
+    m = sampled_metrics(positive, negatives, k=2)
+    assert m.hr == pytest.approx(2 / 3)
+    assert m.ndcg == pytest.approx((1 + 1 / np.log2(3)) / 3)
+
+
+def test_a_constant_model_scores_zero_not_a_lucky_one() -> None:
+    m = sampled_metrics(np.zeros(4), np.zeros((4, 99)), k=10)
+    assert m.hr == 0.0

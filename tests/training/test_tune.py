@@ -1,0 +1,44 @@
+from dataclasses import replace
+
+import pytest
+
+from training.als import AlsParams
+from training.confidence import Scaling
+from training.dataset import build_dataset
+from training.events import DEFAULT_EVENT_WEIGHTS
+from training.interaction_log import from_table
+from training.tune import ALPHA_LADDER, REG_LADDER, Searcher, auto_select
+
+
+@pytest.fixture(scope="module")
+def searcher(small_synthetic):
+    ds = build_dataset(from_table(small_synthetic.interactions, DEFAULT_EVENT_WEIGHTS))
+    return ds.matrix
+
+
+BASE = AlsParams(factors=8, regularization=10.0, alpha=4.0, iterations=6, scaling=Scaling.log)
+
+
+def test_pinned_parameters_are_never_searched(searcher) -> None:
+    s = Searcher(searcher, every=3)
+    chosen, trials = auto_select(s, BASE, pinned={"alpha", "scaling", "iterations"})
+    assert {t.params.alpha for t in trials} == {4.0}
+    assert {t.params.scaling for t in trials} == {Scaling.log}
+    assert chosen.alpha == 4.0 and chosen.iterations == 6
+    assert {t.params.regularization for t in trials} >= set(REG_LADDER)
+
+
+def test_selection_picks_the_best_validation_trial_and_its_iteration(searcher) -> None:
+    s = Searcher(searcher, every=3)
+    chosen, trials = auto_select(s, BASE, pinned={"scaling"})
+    best = max(trials, key=lambda t: t.validation_ndcg)
+    assert replace(chosen, iterations=best.params.iterations) == best.params
+    assert chosen.iterations == best.best_iteration
+    assert {t.params.alpha for t in trials} >= set(ALPHA_LADDER)
+
+
+def test_repeated_candidates_are_fitted_once(searcher) -> None:
+    s = Searcher(searcher, every=3)
+    s.score(BASE)
+    s.score(BASE)
+    assert len(s.trials) == 1

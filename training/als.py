@@ -1,0 +1,172 @@
+"""ALS through `implicit`: one fit with the loss per iteration, validation and early stopping.
+
+implicit fits `alpha * value` as confidence (not 1 + alpha * value as in the Hu-Koren-Volinsky
+paper and Spark). Its OpenMP loop uses every core, so BLAS is pinned to one thread around the fit;
+otherwise BLAS threads fight the OpenMP threads for the same cores (implicit warns about exactly
+this).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+from training.confidence import Scaling, scale_matrix
+from training.evaluation import evaluate_ranking
+
+
+@dataclass(frozen=True)
+class AlsParams:
+    factors: int = 64
+    regularization: float = 0.1
+    alpha: float = 1.0
+    iterations: int = 15
+    scaling: Scaling = Scaling.log
+    random_state: int = 42
+    use_gpu: bool = False
+    use_cg: bool = True
+    calculate_loss: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["scaling"] = str(self.scaling)
+        return out
+
+
+@dataclass
+class IterationRecord:
+    iteration: int
+    seconds: float
+    loss: float | None
+    validation_ndcg: float | None = None
+
+
+@dataclass
+class AlsResult:
+    user_factors: np.ndarray  # float32 users x factors
+    item_factors: np.ndarray  # float32 items x factors
+    params: AlsParams
+    history: list[IterationRecord] = field(default_factory=list)
+    best_iteration: int | None = None  # 1-based, when validation picked it
+    fit_seconds: float = 0.0
+    model: Any = None  # implicit's model object, for its own `save`
+
+    def history_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(h) for h in self.history]
+
+
+class _StopTrainingError(Exception):
+    """Raised from the per-iteration callback: implicit has no other way to stop a fit."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Validation for early stopping: evaluate NDCG@k every `every` iterations on `holdout`."""
+
+    holdout: sp.csr_matrix
+    every: int = 5
+    patience: int = 2
+    k: int = 10
+    max_users: int = 3000
+
+
+def _to_numpy(factors: Any) -> np.ndarray:
+    return np.asarray(factors.to_numpy() if hasattr(factors, "to_numpy") else factors, np.float32)
+
+
+def build_model(params: AlsParams) -> Any:
+    return AlternatingLeastSquares(
+        factors=params.factors,
+        regularization=params.regularization,
+        alpha=params.alpha,
+        iterations=params.iterations,
+        calculate_training_loss=params.calculate_loss,
+        use_cg=params.use_cg,
+        use_gpu=params.use_gpu,
+        random_state=params.random_state,
+    )
+
+
+def gpu_available() -> bool:
+    try:
+        import implicit.gpu
+
+        return bool(implicit.gpu.HAS_CUDA)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def fit_als(
+    matrix: sp.csr_matrix,
+    params: AlsParams,
+    *,
+    validation: Validation | None = None,
+    on_iteration: Callable[[IterationRecord], None] | None = None,
+) -> AlsResult:
+    """Fit on `matrix` (raw net weights; scaling is applied here). Early-stops on validation."""
+    confidences = scale_matrix(matrix, params.scaling)
+    history: list[IterationRecord] = []
+    best: dict[str, Any] = {"ndcg": -1.0, "iteration": None, "factors": None, "bad": 0}
+
+    with threadpool_limits(1, "blas"):
+        model = build_model(params)
+
+        def callback(iteration: int, seconds: float, loss: float | None) -> None:
+            record = IterationRecord(iteration + 1, float(seconds), None if loss is None else float(loss))
+            if validation is not None and (
+                (iteration + 1) % validation.every == 0 or iteration + 1 == params.iterations
+            ):
+                users = _to_numpy(model.user_factors)
+                items = _to_numpy(model.item_factors)
+                record.validation_ndcg = evaluate_ranking(
+                    users,
+                    items,
+                    confidences,
+                    validation.holdout,
+                    k=validation.k,
+                    max_users=validation.max_users,
+                ).ndcg
+                if record.validation_ndcg > best["ndcg"]:
+                    best.update(
+                        ndcg=record.validation_ndcg,
+                        iteration=iteration + 1,
+                        factors=(users.copy(), items.copy()),
+                        bad=0,
+                    )
+                else:
+                    best["bad"] += 1
+            history.append(record)
+            if on_iteration is not None:
+                on_iteration(record)
+            if validation is not None and best["bad"] >= validation.patience:
+                raise _StopTrainingError
+
+        start = time.perf_counter()
+        with contextlib.suppress(_StopTrainingError):
+            model.fit(confidences, show_progress=False, callback=callback)
+        fit_seconds = time.perf_counter() - start
+
+    if best["factors"] is not None:
+        user_factors, item_factors = best["factors"]
+    else:
+        user_factors, item_factors = _to_numpy(model.user_factors), _to_numpy(model.item_factors)
+    if params.use_gpu and hasattr(model, "to_cpu"):
+        model = model.to_cpu()
+    model.user_factors, model.item_factors = user_factors, item_factors
+    return AlsResult(
+        user_factors=user_factors,
+        item_factors=item_factors,
+        params=params,
+        history=history,
+        best_iteration=best["iteration"],
+        fit_seconds=fit_seconds,
+        model=model,
+    )

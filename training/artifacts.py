@@ -1,0 +1,91 @@
+"""Writing a model version folder: everything into a temporary folder, then one rename.
+
+A reader therefore sees either no `als_vN` or a complete one; a crash half way leaves only a
+`.tmp-` folder that the next run removes. `LATEST` is switched only after the rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feature_store.manifest import list_versions, parse_version, write_latest, write_manifest
+from training.als import AlsResult
+from training.dataset import Dataset, write_mapping
+from training.plots import plot_training_curve
+
+USER_FACTORS = "user_factors.npy"
+ITEM_FACTORS = "item_factors.npy"
+MODEL_FILE = "model.npz"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+CURVE_FILE = "training_curve.png"
+_TMP_PREFIX = ".tmp-"
+
+
+def next_version(artifacts: Path, family: str) -> str:
+    numbers = [parse_version(v)[1] for v in list_versions(artifacts, family)]  # type: ignore[index]
+    return f"{family}_v{max(numbers, default=0) + 1}"
+
+
+def _clean_stale_tmp(artifacts: Path, max_age_s: float = 3600.0) -> None:
+    for child in artifacts.glob(f"{_TMP_PREFIX}*"):
+        if child.is_dir() and time.time() - child.stat().st_mtime > max_age_s:
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def write_als_version(
+    artifacts: Path,
+    dataset: Dataset,
+    result: AlsResult,
+    metrics: dict[str, Any],
+    extra_hyperparameters: dict[str, Any] | None = None,
+    family: str = "als",
+) -> Path:
+    """Write `artifacts/als_vN/` atomically and point LATEST at it. Returns the folder."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    _clean_stale_tmp(artifacts)
+    tmp = artifacts / f"{_TMP_PREFIX}{family}-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        np.save(tmp / USER_FACTORS, np.ascontiguousarray(result.user_factors, np.float32), allow_pickle=False)
+        np.save(tmp / ITEM_FACTORS, np.ascontiguousarray(result.item_factors, np.float32), allow_pickle=False)
+        write_mapping(tmp / "user_mapping.json", dataset.user_ids)
+        write_mapping(tmp / "item_mapping.json", dataset.item_ids)
+        if result.model is not None:
+            result.model.save(str(tmp / MODEL_FILE))
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / HISTORY_FILE).write_text(json.dumps(result.history_dicts(), indent=2) + "\n")
+        hyper = {**result.params.as_dict(), "best_iteration": result.best_iteration}
+        hyper.update(extra_hyperparameters or {})
+        # The version name is only known for sure at rename time; retry on a concurrent writer.
+        for _ in range(100):
+            version = next_version(artifacts, family)
+            plot_training_curve(result.history, tmp / CURVE_FILE, f"{version}: ALS training")
+            write_manifest(
+                tmp,
+                version=version,
+                model_family=family,
+                data_fingerprint=dataset.fingerprint,
+                hyperparameters=hyper,
+                metrics=metrics,
+            )
+            final = artifacts / version
+            try:
+                tmp.rename(final)
+            except OSError:
+                if final.exists():
+                    continue
+                raise
+            write_latest(artifacts, version)
+            return final
+        raise RuntimeError(f"could not claim a version name in {artifacts}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

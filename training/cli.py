@@ -1,0 +1,440 @@
+"""`recsys`: the command line. Options mirror TrainSettings (env RECSYS_<NAME>); errors the user
+can fix are printed as one line (exit 2), never as a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from tqdm import tqdm
+
+from feature_store.manifest import ArtifactError
+from training.confidence import Scaling
+from training.errors import TrainingInputError
+from training.events import parse_weight_overrides
+from training.settings import SEED_DEFAULTS, TrainSettings
+from training.splits import SplitKind
+
+app = typer.Typer(
+    help="Recommendation candidate service: build datasets, train and evaluate models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_FIELDS = TrainSettings.model_fields
+
+
+def _default(name: str) -> str:
+    field = _FIELDS[name]
+    value = field.get_default(call_default_factory=True)
+    return "auto (chosen on validation)" if value is None else str(value)
+
+
+def _opt(name: str, *flags: str) -> Any:
+    """A CLI option backed by a TrainSettings field: same help, the field's default shown."""
+    return typer.Option(
+        None,
+        *(flags or (f"--{name.replace('_', '-')}",)),
+        help=f"{_FIELDS[name].description} (env RECSYS_{name.upper()})",
+        show_default=_default(name),
+    )
+
+
+def friendly_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (TrainingInputError, ArtifactError, ValueError) as exc:
+            typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(
+    event_weight: list[str] | None = None, seed_defaults: bool = False, **options: Any
+) -> TrainSettings:
+    values = {k: v for k, v in options.items() if v is not None}
+    if seed_defaults:
+        values = {**SEED_DEFAULTS, **values}
+    settings = TrainSettings(**values)
+    if event_weight:
+        settings = settings.model_copy(
+            update={"event_weights": {**settings.event_weights, **parse_weight_overrides(event_weight)}}
+        )
+    return settings
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+InteractionsOpt = Annotated[
+    str,
+    typer.Option(
+        "--interactions",
+        "-i",
+        help="CSV/Parquet log (user_id, item_id, weight|event_type[, timestamp]), a MovieLens "
+        "folder, or a SQL URL (postgresql://...).",
+    ),
+]
+QueryOpt = Annotated[
+    str | None, typer.Option("--query", help="SQL query for a SQL URL (default: the UserInteraction table).")
+]
+EventWeightOpt = Annotated[
+    list[str] | None,
+    typer.Option("--event-weight", help="Override or add an event weight: NAME=VALUE (repeatable)."),
+]
+DropUnknownOpt = Annotated[
+    bool, typer.Option("--drop-unknown-events", help="Skip rows with unknown event types (reported).")
+]
+
+
+@app.command()
+@friendly_errors
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Folder for interactions + items files.")] = Path(
+        "data/synthetic"
+    ),
+    users: Annotated[int, typer.Option(min=10, help="Number of users.")] = 20_000,
+    items: Annotated[int, typer.Option(min=10, help="Number of items.")] = 5_000,
+    interactions: Annotated[int, typer.Option(min=10, help="Number of events.")] = 500_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Generate a synthetic marketplace log (long tails, taste clusters, events, item metadata)."""
+    from training.synthetic import SyntheticConfig, write
+    from training.synthetic import generate as gen
+
+    start = time.perf_counter()
+    data = gen(SyntheticConfig(users=users, items=items, interactions=interactions, seed=seed))
+    paths = write(data, out, fmt)
+    typer.echo(
+        f"wrote {data.interactions.num_rows:,} interactions and {data.items.num_rows:,} items "
+        f"to {paths[0]} and {paths[1]} in {time.perf_counter() - start:.1f}s"
+    )
+
+
+@app.command()
+@friendly_errors
+def dataset(
+    interactions: InteractionsOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("data/dataset"),
+    query: QueryOpt = None,
+    event_weight: EventWeightOpt = None,
+    drop_unknown_events: DropUnknownOpt = False,
+    min_interactions: int | None = _opt("min_interactions"),
+    min_item_interactions: int | None = _opt("min_item_interactions"),
+) -> None:
+    """Build the weighted user x item matrix: interactions.npz + id mappings + fingerprint."""
+    from training.dataset import save_dataset
+    from training.pipeline import load_dataset_from
+
+    settings = _settings(
+        event_weight, min_interactions=min_interactions, min_item_interactions=min_item_interactions
+    )
+    data = load_dataset_from(interactions, settings, query=query, drop_unknown_events=drop_unknown_events)
+    save_dataset(data, out)
+    info = data.info
+    if info["dropped_unknown_events"]:
+        _say(f"dropped rows with unknown event types: {info['dropped_unknown_events']}")
+    typer.echo(
+        f"{info['users']:,} users x {info['items']:,} items, {info['pairs']:,} pairs "
+        f"({info['negative_pairs']:,} net dislikes), density {info['density']:.4%}; "
+        f"removed {info['removed_users']:,} users / {info['removed_items']:,} items; "
+        f"fingerprint {info['fingerprint'][:16]}; written to {out}"
+    )
+
+
+@app.command()
+@friendly_errors
+def train(
+    interactions: InteractionsOpt,
+    query: QueryOpt = None,
+    event_weight: EventWeightOpt = None,
+    drop_unknown_events: DropUnknownOpt = False,
+    artifacts: Path | None = _opt("artifacts"),
+    min_interactions: int | None = _opt("min_interactions"),
+    min_item_interactions: int | None = _opt("min_item_interactions"),
+    factors: int | None = _opt("factors"),
+    regularization: float | None = _opt("regularization"),
+    alpha: float | None = _opt("alpha"),
+    iterations: int | None = _opt("iterations"),
+    max_iterations: int | None = _opt("max_iterations"),
+    scaling: Scaling | None = _opt("scaling"),
+    split: SplitKind | None = _opt("split"),
+    test_split: float | None = _opt("test_split"),
+    k: int | None = _opt("k"),
+    seed: int | None = _opt("seed"),
+    validate_every: int | None = _opt("validate_every"),
+    use_gpu: bool | None = _opt("use_gpu", "--use-gpu/--no-gpu"),
+    refit: bool | None = _opt("refit", "--refit/--no-refit"),
+    seed_defaults: Annotated[
+        bool,
+        typer.Option(
+            "--seed-defaults",
+            help="The training guide's values: factors 128, "
+            "regularization 0.01, iterations 20, alpha 40, linear scaling.",
+        ),
+    ] = False,
+) -> None:
+    """Train ALS, evaluate it on a holdout beside popularity, and write artifacts/als_vN."""
+    from training.pipeline import load_dataset_from
+    from training.pipeline import train as run_train
+
+    settings = _settings(
+        event_weight,
+        seed_defaults,
+        artifacts=artifacts,
+        min_interactions=min_interactions,
+        min_item_interactions=min_item_interactions,
+        factors=factors,
+        regularization=regularization,
+        alpha=alpha,
+        iterations=iterations,
+        max_iterations=max_iterations,
+        scaling=scaling,
+        split=split,
+        test_split=test_split,
+        k=k,
+        seed=seed,
+        validate_every=validate_every,
+        use_gpu=use_gpu,
+        refit=refit,
+    )
+    if settings.use_gpu:
+        from training.als import gpu_available
+
+        if not gpu_available():
+            raise TrainingInputError(
+                "--use-gpu: implicit found no CUDA device; drop the flag to train on CPU."
+            )
+    start = time.perf_counter()
+    _say(f"reading {interactions}")
+    data = load_dataset_from(interactions, settings, query=query, drop_unknown_events=drop_unknown_events)
+    _say(
+        f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, {data.info['pairs']:,} pairs"
+    )
+    bar = tqdm(total=None, desc="final fit", unit="it", file=sys.stderr, disable=None)
+
+    def tick(record: Any) -> None:
+        bar.update(1)
+        if record.loss is not None:
+            bar.set_postfix(loss=f"{record.loss:.5f}")
+
+    report = run_train(data, settings, progress=_say, on_iteration=tick)
+    bar.close()
+    _print_train_report(report, time.perf_counter() - start)
+
+
+def _print_train_report(report: Any, seconds: float) -> None:
+    _print_holdout(report.metrics)
+    typer.echo(f"parameters: {json.dumps(report.params.as_dict())}")
+    if report.version_dir is not None:
+        typer.echo(f"wrote {report.version_dir} in {seconds:.1f}s total")
+
+
+def _print_holdout(m: dict[str, Any]) -> None:
+    if "als" in m:
+        k = m["als"]["k"]
+        typer.echo(f"\nholdout ({m['split']} {m['test_fraction']:.0%}, {m['als']['users']:,} users), @{k}:")
+        header = (
+            f"{'model':<12}{'P@k':>8}{'P@k cap':>9}{'MAP@k':>8}{'NDCG@k':>8}{'R@k':>8}{'HR@k':>8}{'cover':>8}"
+        )
+        typer.echo(header)
+        for name in ("als", "popularity"):
+            r = m[name]
+            typer.echo(
+                f"{name:<12}{r['precision']:>8.4f}{r['precision_capped']:>9.4f}{r['map']:>8.4f}"
+                f"{r['ndcg']:>8.4f}{r['recall']:>8.4f}{r['hit_rate']:>8.4f}{r['coverage']:>8.4f}"
+            )
+        typer.echo("(P@k = hits/k; 'P@k cap' = implicit's precision_at_k, hits/min(k,|test|))")
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    interactions: Annotated[
+        str | None, typer.Option("--interactions", "-i", help="Log to cross-validate on.")
+    ] = None,
+    ncf: Annotated[
+        Path | None, typer.Option("--ncf", help="NCF split folder (leave-one-out, 99 negatives).")
+    ] = None,
+    query: QueryOpt = None,
+    event_weight: EventWeightOpt = None,
+    factors: int | None = _opt("factors"),
+    regularization: float | None = _opt("regularization"),
+    alpha: float | None = _opt("alpha"),
+    iterations: int | None = _opt("iterations"),
+    scaling: Scaling | None = _opt("scaling"),
+    split: SplitKind | None = _opt("split"),
+    test_split: float | None = _opt("test_split"),
+    k: int | None = _opt("k"),
+    seed: int | None = _opt("seed"),
+    seed_defaults: Annotated[
+        bool, typer.Option("--seed-defaults", help="The training guide's values.")
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")
+    ] = None,
+) -> None:
+    """Measure a configuration under a protocol (holdout split or NCF) without writing a version."""
+    from training.pipeline import evaluate_ncf, holdout_metrics, load_dataset_from
+
+    settings = _settings(
+        event_weight,
+        seed_defaults,
+        factors=factors,
+        regularization=regularization,
+        alpha=alpha,
+        iterations=iterations,
+        scaling=scaling,
+        split=split,
+        test_split=test_split,
+        k=k,
+        seed=seed,
+    )
+    if (interactions is None) == (ncf is None):
+        raise TrainingInputError("give exactly one of --interactions PATH or --ncf FOLDER")
+    if ncf is not None:
+        report = evaluate_ncf(ncf, settings, progress=_say)
+        result = {
+            "protocol": "ncf-leave-one-out-99-negatives",
+            "params": report.params.as_dict(),
+            "als": report.als,
+            "popularity": report.popularity,
+        }
+        typer.echo(
+            f"NCF leave-one-out @{settings.k}: ALS HR {report.als['hr']:.4f} NDCG "
+            f"{report.als['ndcg']:.4f} | popularity HR {report.popularity['hr']:.4f} NDCG "
+            f"{report.popularity['ndcg']:.4f} ({report.als['users']:,} users)"
+        )
+        typer.echo(f"parameters: {json.dumps(report.params.as_dict())}")
+    else:
+        assert interactions is not None
+        data = load_dataset_from(interactions, settings, query=query)
+        if settings.test_split <= 0:
+            raise TrainingInputError("--test-split must be above 0 to evaluate")
+        metrics, params, _ = holdout_metrics(data, settings, [], _say)
+        result = {"protocol": f"holdout-{settings.split}", "params": params.as_dict(), **metrics}
+        _print_holdout(metrics)
+        typer.echo(f"parameters: {json.dumps(params.as_dict())}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+@app.command()
+@friendly_errors
+def tune(
+    interactions: InteractionsOpt,
+    factors: Annotated[str, typer.Option(help="Comma-separated factors to try.")] = "64,128",
+    regularization: Annotated[
+        str, typer.Option(help="Comma-separated regularization values.")
+    ] = "0.1,1,10,50",
+    alpha: Annotated[str, typer.Option(help="Comma-separated alpha values.")] = "1,4,16,40",
+    iterations: Annotated[int, typer.Option(help="Maximum iterations (best one found by validation).")] = 20,
+    scaling: Annotated[str, typer.Option(help="Comma-separated scalings (linear,log,binary).")] = "auto",
+    query: QueryOpt = None,
+    event_weight: EventWeightOpt = None,
+    seed: int | None = _opt("seed"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to save the best configuration (JSON) and the plot.")
+    ] = Path("tune"),
+) -> None:
+    """Grid search on a validation holdout; prints a table and saves the best configuration."""
+    from training.als import AlsParams
+    from training.pipeline import load_dataset_from
+    from training.plots import plot_tuning
+    from training.tune import Searcher, grid, is_binary
+
+    settings = _settings(event_weight, seed=seed)
+    data = load_dataset_from(interactions, settings, query=query)
+
+    def floats(text: str, name: str) -> list[float]:
+        try:
+            return [float(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise TrainingInputError(f"--{name} '{text}': expected comma-separated numbers") from None
+
+    if scaling == "auto":
+        scalings = (
+            [Scaling.binary] if is_binary(data.matrix) else [Scaling.linear, Scaling.log, Scaling.binary]
+        )
+    else:
+        try:
+            scalings = [Scaling(s.strip()) for s in scaling.split(",")]
+        except ValueError:
+            raise TrainingInputError(f"--scaling '{scaling}': use linear, log, binary or auto") from None
+    candidates = grid(
+        [int(f) for f in floats(factors, "factors")],
+        floats(regularization, "regularization"),
+        floats(alpha, "alpha"),
+        [iterations],
+        scalings,
+        AlsParams(random_state=settings.seed),
+    )
+    bar = tqdm(total=len(candidates), desc="grid", file=sys.stderr, disable=None)
+    searcher = Searcher(data.matrix, seed=settings.seed + 1, on_trial=lambda t: bar.update(1))
+    for candidate in candidates:
+        searcher.score(candidate)
+    bar.close()
+    rows = sorted((t.row() for t in searcher.trials), key=lambda r: -float(r["validation_ndcg"]))
+    typer.echo(f"{'factors':>8}{'reg':>8}{'alpha':>7}{'scaling':>9}{'iters':>7}{'val NDCG@10':>13}{'sec':>7}")
+    for r in rows:
+        typer.echo(
+            f"{r['factors']:>8}{r['regularization']:>8g}{r['alpha']:>7g}{r['scaling']:>9}"
+            f"{r['iterations']:>7}{r['validation_ndcg']:>13.4f}{r['seconds']:>7.1f}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    best = rows[0]
+    (out / "best.json").write_text(
+        json.dumps(
+            {k: best[k] for k in ("factors", "regularization", "alpha", "scaling", "iterations")}, indent=2
+        )
+        + "\n"
+    )
+    (out / "trials.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot_tuning(rows, "validation_ndcg", out / "tuning.png")
+    typer.echo(
+        f"best: {best['label']} iterations {best['iterations']} -> {out / 'best.json'} "
+        f"(train with: recsys train --factors {best['factors']} --regularization "
+        f"{best['regularization']} --alpha {best['alpha']} --scaling {best['scaling']} "
+        f"--iterations {best['iterations']})"
+    )
+
+
+@app.command()
+@friendly_errors
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the synthetic data and artifacts.")] = Path(),
+    users: Annotated[int, typer.Option(help="Synthetic users.")] = 20_000,
+    items: Annotated[int, typer.Option(help="Synthetic items.")] = 5_000,
+    interactions: Annotated[int, typer.Option(help="Synthetic events.")] = 500_000,
+) -> None:
+    """Generate synthetic data, train and evaluate ALS, write a version: the whole job in one go."""
+    from training.pipeline import load_dataset_from
+    from training.pipeline import train as run_train
+    from training.synthetic import SyntheticConfig, write
+    from training.synthetic import generate as gen
+
+    start = time.perf_counter()
+    data_dir = workdir / "data" / "synthetic"
+    inter_path, _ = write(gen(SyntheticConfig(users=users, items=items, interactions=interactions)), data_dir)
+    _say(f"generated {interactions:,} synthetic events in {data_dir}")
+    settings = _settings(artifacts=workdir / "artifacts")
+    data = load_dataset_from(str(inter_path), settings)
+    report = run_train(data, settings, progress=_say)
+    _print_train_report(report, time.perf_counter() - start)
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,104 @@
+"""Ranking metrics as pure functions of recommended lists and held-out items.
+
+Two precision definitions are reported because both are in use and they differ by ~10%:
+- `precision`: the textbook hits / k, averaged over users;
+- `precision_capped`: implicit's `precision_at_k`, sum(hits) / sum(min(k, |test_u|)), a
+  micro-average whose denominator is capped, so users with few test items are not penalised.
+MAP@k and NDCG@k follow implicit's `ranking_metrics_at_k` (AP divided by min(k, |test_u|); ideal DCG
+over min(k, |test_u|) hits), so numbers compare with published implicit results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class RankingMetrics:
+    k: int
+    users: int
+    precision: float
+    precision_capped: float
+    recall: float
+    map: float
+    ndcg: float
+    hit_rate: float
+    coverage: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def hit_matrix(topk: np.ndarray, test_rows: sp.csr_matrix) -> np.ndarray:
+    """`topk[u, j]` (item index, -1 for padding) is in user u's test set -> bool matrix."""
+    test_rows = test_rows.tocsr()
+    n_items = test_rows.shape[1]
+    test_keys = (
+        np.repeat(np.arange(test_rows.shape[0], dtype=np.int64), np.diff(test_rows.indptr)) * n_items
+        + test_rows.indices
+    )
+    rec_keys = np.arange(topk.shape[0], dtype=np.int64)[:, None] * n_items + topk
+    hits = np.isin(rec_keys, test_keys)
+    return hits & (topk >= 0)
+
+
+def ranking_metrics(topk: np.ndarray, test_rows: sp.csr_matrix, n_items: int | None = None) -> RankingMetrics:
+    """Metrics over users with at least one test item. `test_rows` is aligned with `topk` rows."""
+    k = topk.shape[1]
+    n_rel = np.diff(test_rows.tocsr().indptr)
+    evaluated = n_rel > 0
+    hits = hit_matrix(topk, test_rows)[evaluated].astype(np.float64)
+    n_rel = n_rel[evaluated].astype(np.float64)
+    users = int(evaluated.sum())
+    n_items = n_items if n_items is not None else test_rows.shape[1]
+    coverage = float(np.unique(topk[topk >= 0]).size / max(n_items, 1))
+    if users == 0:
+        return RankingMetrics(k, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, coverage)
+    per_user_hits = hits.sum(axis=1)
+    capped = np.minimum(n_rel, k)
+    positions = np.arange(1, k + 1, dtype=np.float64)
+    precision_at_hit = np.cumsum(hits, axis=1) / positions
+    ap = (precision_at_hit * hits).sum(axis=1) / capped
+    discounts = 1.0 / np.log2(positions + 1.0)
+    ideal = np.cumsum(discounts)[capped.astype(np.int64) - 1]
+    ndcg = (hits * discounts).sum(axis=1) / ideal
+    return RankingMetrics(
+        k=k,
+        users=users,
+        precision=float((per_user_hits / k).mean()),
+        precision_capped=float(per_user_hits.sum() / capped.sum()),
+        recall=float((per_user_hits / n_rel).mean()),
+        map=float(ap.mean()),
+        ndcg=float(ndcg.mean()),
+        hit_rate=float((per_user_hits > 0).mean()),
+        coverage=coverage,
+    )
+
+
+@dataclass(frozen=True)
+class SampledMetrics:
+    """The NCF leave-one-out protocol: the held-out item ranked among sampled negatives."""
+
+    k: int
+    users: int
+    hr: float
+    ndcg: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def sampled_metrics(positive: np.ndarray, negatives: np.ndarray, k: int = 10) -> SampledMetrics:
+    """`positive[u]` is the held-out item's score, `negatives[u, :]` the negatives' (NaN = absent).
+
+    Rank is the number of negatives scoring higher, ties counted against the model, so a model
+    that scores everything equally gets HR 0, not a lucky 1.
+    """
+    valid = ~np.isnan(negatives)
+    better = ((negatives >= positive[:, None]) & valid).sum(axis=1)
+    in_top = better < k
+    ndcg = np.where(in_top, 1.0 / np.log2(better + 2.0), 0.0)
+    return SampledMetrics(k=k, users=int(positive.shape[0]), hr=float(in_top.mean()), ndcg=float(ndcg.mean()))

@@ -1,0 +1,212 @@
+"""The train / evaluate pipelines: what the CLI commands and benches call.
+
+Kept apart from the CLI so a benchmark times exactly the code a user runs, and apart from the
+solvers so each stage (read, dataset, select, fit, evaluate, write) can be timed on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.als import AlsParams, AlsResult, IterationRecord, fit_als
+from training.artifacts import write_als_version
+from training.confidence import Scaling
+from training.dataset import Dataset, build_dataset
+from training.evaluation import evaluate_ranking, evaluate_sampled, popularity_factors
+from training.interaction_log import from_table
+from training.readers import read_interactions
+from training.readers.movielens import read_ncf
+from training.settings import TrainSettings
+from training.splits import split
+from training.tune import Searcher, Trial, auto_select, is_binary
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def pinned_names(settings: TrainSettings) -> set[str]:
+    return {
+        name
+        for name in ("regularization", "alpha", "scaling", "iterations")
+        if getattr(settings, name) is not None
+    }
+
+
+def base_params(settings: TrainSettings, matrix_is_binary: bool) -> AlsParams:
+    """The starting point of the search (or the final values when everything is pinned)."""
+    scaling = settings.scaling or (Scaling.binary if matrix_is_binary else Scaling.log)
+    return AlsParams(
+        factors=settings.factors,
+        regularization=10.0 if settings.regularization is None else settings.regularization,
+        alpha=4.0 if settings.alpha is None else settings.alpha,
+        iterations=settings.iterations or settings.max_iterations,
+        scaling=scaling,
+        random_state=settings.seed,
+        use_gpu=settings.use_gpu,
+    )
+
+
+def load_dataset_from(
+    source: str, settings: TrainSettings, *, query: str | None = None, drop_unknown_events: bool = False
+) -> Dataset:
+    log = read_interactions(
+        source, settings.event_weights, query=query, drop_unknown_events=drop_unknown_events
+    )
+    return build_dataset(
+        log,
+        min_interactions=settings.min_interactions,
+        min_item_interactions=settings.min_item_interactions,
+        event_weights=settings.event_weights,
+    )
+
+
+def choose_params(
+    train: Any, settings: TrainSettings, progress: Progress = _quiet
+) -> tuple[AlsParams, list[Trial]]:
+    """Pinned values are used as given; the rest are chosen on a validation holdout of `train`."""
+    binary = is_binary(train)
+    base = base_params(settings, binary)
+    pinned = pinned_names(settings)
+    if {"regularization", "alpha", "scaling", "iterations"} <= pinned or (
+        binary and {"regularization", "alpha", "iterations"} <= pinned
+    ):
+        return base, []
+
+    def report(t: Trial) -> None:
+        progress(
+            f"  tried {t.row()['label']}: validation NDCG@10 {t.validation_ndcg:.4f} "
+            f"(best at iteration {t.best_iteration}, {t.seconds:.1f}s)"
+        )
+
+    searcher = Searcher(train, seed=settings.seed + 1, every=settings.validate_every, on_trial=report)
+    return auto_select(searcher, base, pinned=pinned, binary_data=binary)
+
+
+@dataclass
+class TrainReport:
+    dataset: Dataset
+    params: AlsParams
+    result: AlsResult
+    metrics: dict[str, Any]
+    trials: list[Trial] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    version_dir: Path | None = None
+
+
+def holdout_metrics(
+    dataset: Dataset, settings: TrainSettings, trials_out: list[Trial], progress: Progress = _quiet
+) -> tuple[dict[str, Any], AlsParams, AlsResult]:
+    """Split, choose parameters on the training part, fit, and score ALS and popularity."""
+    parts = split(
+        dataset.matrix,
+        settings.split,
+        test_fraction=settings.test_split,
+        times=dataset.times,
+        seed=settings.seed,
+    )
+    chosen, trials = choose_params(parts.train, settings, progress)
+    trials_out.extend(trials)
+    result = fit_als(parts.train, chosen)
+    als = evaluate_ranking(result.user_factors, result.item_factors, parts.train, parts.test, k=settings.k)
+    pop_u, pop_i = popularity_factors(parts.train)
+    pop = evaluate_ranking(pop_u, pop_i, parts.train, parts.test, k=settings.k)
+    metrics = {
+        "split": str(settings.split),
+        "test_fraction": settings.test_split,
+        "train_pairs": int(parts.train.nnz),
+        "test_pairs": int(parts.test.nnz),
+        "als": als.as_dict(),
+        "popularity": pop.as_dict(),
+    }
+    return metrics, chosen, result
+
+
+def train(
+    dataset: Dataset,
+    settings: TrainSettings,
+    *,
+    progress: Progress = _quiet,
+    on_iteration: Callable[[IterationRecord], None] | None = None,
+    write: bool = True,
+) -> TrainReport:
+    timings: dict[str, float] = {}
+    trials: list[Trial] = []
+    metrics: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if settings.test_split > 0:
+        progress(f"evaluating on a {settings.split} {settings.test_split:.0%} holdout")
+        metrics, params, result = holdout_metrics(dataset, settings, trials, progress)
+        timings["holdout"] = time.perf_counter() - t0
+    else:
+        params, trials = choose_params(dataset.matrix, settings, progress)
+        result = None
+        timings["select"] = time.perf_counter() - t0
+    if result is None or settings.refit:
+        t1 = time.perf_counter()
+        progress(f"fitting on all {dataset.matrix.nnz:,} pairs with {params.as_dict()}")
+        result = fit_als(dataset.matrix, params, on_iteration=on_iteration)
+        timings["fit"] = time.perf_counter() - t1
+    metrics["trained_on"] = "all" if (settings.test_split == 0 or settings.refit) else "holdout-train"
+    if trials:
+        metrics["selection"] = [t.row() for t in trials]
+    report = TrainReport(dataset, params, result, metrics, trials, timings)
+    if write:
+        t2 = time.perf_counter()
+        report.version_dir = write_als_version(
+            settings.artifacts,
+            dataset,
+            result,
+            metrics,
+            extra_hyperparameters={
+                "chosen_on_validation": sorted(
+                    {"regularization", "alpha", "scaling", "iterations"} - pinned_names(settings)
+                )
+                if trials
+                else []
+            },
+        )
+        timings["write"] = time.perf_counter() - t2
+    return report
+
+
+@dataclass(frozen=True)
+class NcfReport:
+    params: AlsParams
+    als: dict[str, Any]
+    popularity: dict[str, Any]
+    trials: list[Trial]
+
+
+def evaluate_ncf(folder: Path, settings: TrainSettings, progress: Progress = _quiet) -> NcfReport:
+    """HR@10 / NDCG@10 on the NCF leave-one-out split (held-out item vs its 99 negatives)."""
+    data = read_ncf(folder)
+    log = from_table(data.train, {})
+    dataset = build_dataset(log)
+    params, trials = choose_params(dataset.matrix, settings, progress)
+    result = fit_als(dataset.matrix, replace(params, calculate_loss=False))
+    users_idx, items_idx = dataset.user_index(), dataset.item_index()
+    keep = [
+        i
+        for i, (u, it) in enumerate(zip(data.test_users, data.test_items, strict=True))
+        if u in users_idx and it in items_idx
+    ]
+    users = np.array([users_idx[data.test_users[i]] for i in keep])
+    positives = np.array([items_idx[data.test_items[i]] for i in keep])
+    width = max(len(n) for n in data.negatives)
+    negatives = np.full((len(keep), width), -1, dtype=np.int64)
+    for row, i in enumerate(keep):
+        ids = [items_idx.get(n, -1) for n in data.negatives[i]]
+        negatives[row, : len(ids)] = ids
+    als = evaluate_sampled(result.user_factors, result.item_factors, users, positives, negatives, settings.k)
+    pop_u, pop_i = popularity_factors(dataset.matrix)
+    pop = evaluate_sampled(pop_u, pop_i, users, positives, negatives, settings.k)
+    return NcfReport(params, als.as_dict(), pop.as_dict(), trials)

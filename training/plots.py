@@ -1,0 +1,53 @@
+"""PNG plots a person would rather look at than read: the loss curve and validation by iteration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+
+from training.als import IterationRecord
+
+
+def plot_training_curve(history: list[IterationRecord], path: Path, title: str) -> Path | None:
+    """Loss per iteration (left axis) and validation NDCG@10 where measured (right axis)."""
+    losses = [(h.iteration, h.loss) for h in history if h.loss is not None]
+    vals = [(h.iteration, h.validation_ndcg) for h in history if h.validation_ndcg is not None]
+    if not losses and not vals:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if losses:
+        ax.plot([i for i, _ in losses], [v for _, v in losses], marker="o", ms=3, color="tab:blue")
+        ax.set_ylabel("training loss", color="tab:blue")
+    ax.set_xlabel("iteration")
+    ax.grid(alpha=0.3)
+    if vals:
+        ax2 = ax.twinx()
+        ax2.plot([i for i, _ in vals], [v for _, v in vals], marker="s", color="tab:orange")
+        ax2.set_ylabel("validation NDCG@10", color="tab:orange")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_tuning(rows: list[dict[str, float | str]], metric: str, path: Path) -> Path:
+    """One bar per configuration tried, best highlighted: what the search saw."""
+    labels = [str(r["label"]) for r in rows]
+    values = [float(r[metric]) for r in rows]
+    best = max(range(len(values)), key=values.__getitem__)
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2), 4), dpi=100)
+    colors = ["tab:orange" if i == best else "tab:blue" for i in range(len(rows))]
+    ax.bar(range(len(rows)), values, color=colors)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(labels, rotation=75, fontsize=7)
+    ax.set_ylabel(metric)
+    ax.set_title(f"hyperparameter search ({metric}, best in orange)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

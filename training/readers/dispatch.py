@@ -1,0 +1,54 @@
+"""One entry point for every interaction source: a file, a MovieLens folder, or a SQL URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from training.errors import TrainingInputError
+from training.interaction_log import InteractionLog, from_table
+from training.readers.files import read_items_table, read_table
+from training.readers.movielens import read_movielens, read_movielens_items
+
+_SQL_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql", "mssql", "oracle")
+
+
+def is_sql_url(source: str) -> bool:
+    scheme = source.split(":", 1)[0].split("+", 1)[0].lower()
+    return "://" in source and scheme in _SQL_SCHEMES
+
+
+def read_source_table(source: str, query: str | None = None) -> pa.Table:
+    if is_sql_url(source):
+        from training.readers.sql import read_sql
+
+        return read_sql(source.replace("postgres://", "postgresql://", 1), query)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise TrainingInputError(f"{path}: no such file or folder.")
+    if path.is_dir():
+        return read_movielens(path)
+    return read_table(path)
+
+
+def read_interactions(
+    source: str,
+    event_weights: dict[str, float],
+    *,
+    query: str | None = None,
+    drop_unknown_events: bool = False,
+) -> InteractionLog:
+    """Read and validate an interaction log from a path (CSV, Parquet, MovieLens folder) or SQL URL."""
+    table = read_source_table(source, query)
+    return from_table(table, event_weights, drop_unknown_events=drop_unknown_events, source=source)
+
+
+def read_items(source: str) -> pa.Table | None:
+    """Item metadata from a file or a MovieLens folder; None when a folder has none."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return read_movielens_items(path)
+    if not path.is_file():
+        raise TrainingInputError(f"{path}: no such item metadata file.")
+    return read_items_table(path)

@@ -1,0 +1,127 @@
+"""Train/test splits of a user x item matrix. Pure functions: matrix in, two matrices out.
+
+Only positive cells are ever held out (a dislike is training signal, not something to predict).
+- `random`: each positive interaction goes to test with probability `test_fraction` (the usual
+  "random 80/20 per interaction", as implicit's `train_test_split`).
+- `user`: each user with at least two positives holds out that fraction of their own positives
+  (at least one, never all), so every such user is evaluated.
+- `time`: a global cut at the (1 - fraction) quantile of timestamps: train on the past, test on the
+  future, as a weekly retrain lives it. Test cells of users or items unseen in training are dropped.
+- `leave_one_out`: each user's latest positive (random when there are no timestamps), the NCF protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class SplitKind(StrEnum):
+    random = "random"
+    user = "user"
+    time = "time"
+    leave_one_out = "leave_one_out"
+
+
+@dataclass(frozen=True)
+class Split:
+    train: sp.csr_matrix
+    test: sp.csr_matrix  # positives only, value 1
+    train_times: np.ndarray | None = None  # aligned with train.data when times were given
+
+
+def _row_of_each_value(matrix: sp.csr_matrix) -> np.ndarray:
+    return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+
+
+def _apply(matrix: sp.csr_matrix, times: np.ndarray | None, held: np.ndarray) -> Split:
+    rows = _row_of_each_value(matrix)
+    cols = matrix.indices
+    train = sp.csr_matrix(
+        (matrix.data[~held], (rows[~held], cols[~held])), shape=matrix.shape, dtype=np.float32
+    )
+    test = sp.csr_matrix((np.ones(int(held.sum()), np.float32), (rows[held], cols[held])), shape=matrix.shape)
+    train_times = None
+    if times is not None:
+        # Rebuilding from sorted (row, col) pairs keeps their order, so times stay aligned.
+        train_times = times[~held]
+    return Split(train, test, train_times)
+
+
+def split(
+    matrix: sp.csr_matrix,
+    kind: SplitKind,
+    *,
+    test_fraction: float = 0.2,
+    times: np.ndarray | None = None,
+    seed: int = 42,
+) -> Split:
+    if not 0.0 < test_fraction < 1.0 and kind is not SplitKind.leave_one_out:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    rng = np.random.default_rng(seed)
+    positive = matrix.data > 0
+    if kind is SplitKind.random:
+        held = positive & (rng.random(matrix.nnz) < test_fraction)
+    elif kind is SplitKind.user:
+        held = _per_user_holdout(matrix, positive, rng, test_fraction, times=None)
+    elif kind is SplitKind.leave_one_out:
+        held = _per_user_holdout(matrix, positive, rng, None, times=times)
+    elif kind is SplitKind.time:
+        if times is None:
+            raise ValueError("a time split needs timestamps; this data set has none")
+        cut = np.quantile(times[positive], 1.0 - test_fraction)
+        held = positive & (times > cut)
+    else:  # pragma: no cover
+        raise ValueError(kind)
+    result = _apply(matrix, times, held)
+    if kind is SplitKind.time:
+        result = _drop_unseen(result)
+    return result
+
+
+def _per_user_holdout(
+    matrix: sp.csr_matrix,
+    positive: np.ndarray,
+    rng: np.random.Generator,
+    fraction: float | None,
+    times: np.ndarray | None,
+) -> np.ndarray:
+    """Hold out per user: `fraction` of their positives, or (fraction None) one: the latest."""
+    rows = _row_of_each_value(matrix)
+    n_pos = np.bincount(rows[positive], minlength=matrix.shape[0])
+    # Rank each user's positives: by a random key, or by time (latest first) for leave-one-out.
+    key = rng.random(matrix.nnz)
+    if times is not None and fraction is None:
+        key = -(times.astype(np.float64)) + key * 1e-3  # ties broken at random
+    key = np.where(positive, key, np.inf)
+    order = np.lexsort((key, rows))
+    rank = np.empty(matrix.nnz, dtype=np.int64)
+    starts = matrix.indptr[:-1]
+    rank[order] = np.arange(matrix.nnz) - np.repeat(starts, np.diff(matrix.indptr))
+    if fraction is None:
+        quota = np.where(n_pos >= 2, 1, 0)
+    else:
+        quota = np.where(n_pos >= 2, np.clip(np.round(n_pos * fraction), 1, n_pos - 1), 0)
+    return positive & (rank < quota[rows])
+
+
+def _drop_unseen(result: Split) -> Split:
+    """Users or items with no training positive cannot be ranked by a factor model: drop them."""
+    train_pos = result.train.copy()
+    train_pos.data = (train_pos.data > 0).astype(np.float32)
+    has_user = np.asarray(train_pos.sum(axis=1)).ravel() > 0
+    has_item = np.asarray(train_pos.sum(axis=0)).ravel() > 0
+    test = result.test.tocoo()
+    keep = has_user[test.row] & has_item[test.col]
+    kept = sp.csr_matrix((test.data[keep], (test.row[keep], test.col[keep])), shape=test.shape)
+    return Split(result.train, kept, result.train_times)
+
+
+def validation_split(train: sp.csr_matrix, fraction: float = 0.1, seed: int = 7) -> Split:
+    """Carve a validation set out of a training matrix (per user, so every user can be scored)."""
+    return split(train, SplitKind.user, test_fraction=fraction, seed=seed)
