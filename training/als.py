@@ -19,8 +19,9 @@ import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
+from training.biased_als import fit_biased
 from training.confidence import Scaling, scale_matrix
-from training.evaluation import evaluate_ranking
+from training.evaluation import evaluate_ranking, evaluate_sampled
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class AlsParams:
     use_gpu: bool = False
     use_cg: bool = True
     calculate_loss: bool = True
+    biases: bool = False  # user and item bias terms (own solver: implicit has none)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -68,14 +70,31 @@ class _StopTrainingError(Exception):
 
 
 @dataclass(frozen=True)
+class SampledHoldout:
+    """One held-out item per user ranked against sampled negatives (the NCF protocol)."""
+
+    users: np.ndarray
+    positives: np.ndarray
+    negatives: np.ndarray  # users x n item indices
+
+
+@dataclass(frozen=True)
 class Validation:
-    """Validation for early stopping: evaluate NDCG@k every `every` iterations on `holdout`."""
+    """Validation for early stopping: NDCG@k every `every` iterations, on a full ranking of the
+    `holdout` items, or, when `sampled` is given, on the NCF-style sampled protocol."""
 
     holdout: sp.csr_matrix
     every: int = 5
     patience: int = 2
     k: int = 10
     max_users: int = 3000
+    sampled: SampledHoldout | None = None
+
+    def score(self, users: np.ndarray, items: np.ndarray, train: sp.csr_matrix) -> float:
+        if self.sampled is not None:
+            s = self.sampled
+            return evaluate_sampled(users, items, s.users, s.positives, s.negatives, self.k).ndcg
+        return evaluate_ranking(users, items, train, self.holdout, k=self.k, max_users=self.max_users).ndcg
 
 
 def _to_numpy(factors: Any) -> np.ndarray:
@@ -93,6 +112,27 @@ def build_model(params: AlsParams) -> Any:
         use_gpu=params.use_gpu,
         random_state=params.random_state,
     )
+
+
+class BiasedModel:
+    """What `model.npz` holds for the biased variant: arrays only, written with numpy."""
+
+    def __init__(self, params: AlsParams) -> None:
+        self.params = params
+        self.user_factors: np.ndarray | None = None
+        self.item_factors: np.ndarray | None = None
+
+    def save(self, path: str) -> None:
+        assert self.user_factors is not None and self.item_factors is not None
+        np.savez(
+            path,
+            user_factors=self.user_factors,
+            item_factors=self.item_factors,
+            regularization=self.params.regularization,
+            alpha=self.params.alpha,
+            factors=self.params.factors,
+            layout=np.array("users [x, b_u, 1]; items [y, 1, b_i]"),
+        )
 
 
 def gpu_available() -> bool:
@@ -115,44 +155,72 @@ def fit_als(
     confidences = scale_matrix(matrix, params.scaling)
     history: list[IterationRecord] = []
     best: dict[str, Any] = {"ndcg": -1.0, "iteration": None, "factors": None, "bad": 0}
+    model: Any
 
+    def observe(
+        iteration: int,
+        seconds: float,
+        loss: float | None,
+        factors: Callable[[], tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        record = IterationRecord(iteration + 1, float(seconds), None if loss is None else float(loss))
+        if validation is not None and (
+            (iteration + 1) % validation.every == 0 or iteration + 1 == params.iterations
+        ):
+            users, items = factors()
+            record.validation_ndcg = validation.score(users, items, confidences)
+            if record.validation_ndcg > best["ndcg"]:
+                best.update(
+                    ndcg=record.validation_ndcg,
+                    iteration=iteration + 1,
+                    factors=(users.copy(), items.copy()),
+                    bad=0,
+                )
+            else:
+                best["bad"] += 1
+        history.append(record)
+        if on_iteration is not None:
+            on_iteration(record)
+        if validation is not None and best["bad"] >= validation.patience:
+            raise _StopTrainingError
+
+    start = time.perf_counter()
     with threadpool_limits(1, "blas"):
-        model = build_model(params)
+        if params.biases:
+            model = BiasedModel(params)
+            final: dict[str, np.ndarray] = {}
 
-        def callback(iteration: int, seconds: float, loss: float | None) -> None:
-            record = IterationRecord(iteration + 1, float(seconds), None if loss is None else float(loss))
-            if validation is not None and (
-                (iteration + 1) % validation.every == 0 or iteration + 1 == params.iterations
-            ):
-                users = _to_numpy(model.user_factors)
-                items = _to_numpy(model.item_factors)
-                record.validation_ndcg = evaluate_ranking(
-                    users,
-                    items,
-                    confidences,
-                    validation.holdout,
-                    k=validation.k,
-                    max_users=validation.max_users,
-                ).ndcg
-                if record.validation_ndcg > best["ndcg"]:
-                    best.update(
-                        ndcg=record.validation_ndcg,
-                        iteration=iteration + 1,
-                        factors=(users.copy(), items.copy()),
-                        bad=0,
-                    )
-                else:
-                    best["bad"] += 1
-            history.append(record)
-            if on_iteration is not None:
-                on_iteration(record)
-            if validation is not None and best["bad"] >= validation.patience:
-                raise _StopTrainingError
+            def biased_callback(
+                it: int, sec: float, loss: float | None, u: np.ndarray, i: np.ndarray
+            ) -> None:
+                final.update(users=u, items=i)
+                observe(it, sec, loss, lambda: (u, i))
 
-        start = time.perf_counter()
-        with contextlib.suppress(_StopTrainingError):
-            model.fit(confidences, show_progress=False, callback=callback)
-        fit_seconds = time.perf_counter() - start
+            with contextlib.suppress(_StopTrainingError):
+                fit_biased(
+                    confidences * params.alpha,
+                    params.factors,
+                    params.regularization,
+                    params.iterations,
+                    random_state=params.random_state,
+                    callback=biased_callback,
+                    calculate_loss=params.calculate_loss,
+                )
+            model.user_factors, model.item_factors = final["users"], final["items"]
+        else:
+            model = build_model(params)
+
+            def callback(iteration: int, seconds: float, loss: float | None) -> None:
+                observe(
+                    iteration,
+                    seconds,
+                    loss,
+                    lambda: (_to_numpy(model.user_factors), _to_numpy(model.item_factors)),
+                )
+
+            with contextlib.suppress(_StopTrainingError):
+                model.fit(confidences, show_progress=False, callback=callback)
+    fit_seconds = time.perf_counter() - start
 
     if best["factors"] is not None:
         user_factors, item_factors = best["factors"]

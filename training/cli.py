@@ -176,6 +176,7 @@ def train(
     k: int | None = _opt("k"),
     seed: int | None = _opt("seed"),
     validate_every: int | None = _opt("validate_every"),
+    biases: bool | None = _opt("biases", "--biases/--no-biases"),
     use_gpu: bool | None = _opt("use_gpu", "--use-gpu/--no-gpu"),
     refit: bool | None = _opt("refit", "--refit/--no-refit"),
     seed_defaults: Annotated[
@@ -208,6 +209,7 @@ def train(
         k=k,
         seed=seed,
         validate_every=validate_every,
+        biases=biases,
         use_gpu=use_gpu,
         refit=refit,
     )
@@ -436,5 +438,5 @@ def demo(
     _print_train_report(report, time.perf_counter() - start)
 
 
-def main() -> None:  # pragma: no cover
+if __name__ == "__main__":
     app()

@@ -52,6 +52,7 @@ def base_params(settings: TrainSettings, matrix_is_binary: bool) -> AlsParams:
         scaling=scaling,
         random_state=settings.seed,
         use_gpu=settings.use_gpu,
+        biases=settings.biases,
     )
 
 
@@ -70,7 +71,7 @@ def load_dataset_from(
 
 
 def choose_params(
-    train: Any, settings: TrainSettings, progress: Progress = _quiet
+    train: Any, settings: TrainSettings, progress: Progress = _quiet, sampled_negatives: int = 0
 ) -> tuple[AlsParams, list[Trial]]:
     """Pinned values are used as given; the rest are chosen on a validation holdout of `train`."""
     binary = is_binary(train)
@@ -87,7 +88,13 @@ def choose_params(
             f"(best at iteration {t.best_iteration}, {t.seconds:.1f}s)"
         )
 
-    searcher = Searcher(train, seed=settings.seed + 1, every=settings.validate_every, on_trial=report)
+    searcher = Searcher(
+        train,
+        seed=settings.seed + 1,
+        every=settings.validate_every,
+        sampled_negatives=sampled_negatives,
+        on_trial=report,
+    )
     return auto_select(searcher, base, pinned=pinned, binary_data=binary)
 
 
@@ -191,22 +198,26 @@ def evaluate_ncf(folder: Path, settings: TrainSettings, progress: Progress = _qu
     data = read_ncf(folder)
     log = from_table(data.train, {})
     dataset = build_dataset(log)
-    params, trials = choose_params(dataset.matrix, settings, progress)
+    # Validation mirrors the protocol: a held-out training item per user against 99 negatives.
+    width = max(len(n) for n in data.negatives)
+    params, trials = choose_params(dataset.matrix, settings, progress, sampled_negatives=width)
     result = fit_als(dataset.matrix, replace(params, calculate_loss=False))
     users_idx, items_idx = dataset.user_index(), dataset.item_index()
-    keep = [
-        i
-        for i, (u, it) in enumerate(zip(data.test_users, data.test_items, strict=True))
-        if u in users_idx and it in items_idx
-    ]
-    users = np.array([users_idx[data.test_users[i]] for i in keep])
-    positives = np.array([items_idx[data.test_items[i]] for i in keep])
-    width = max(len(n) for n in data.negatives)
-    negatives = np.full((len(keep), width), -1, dtype=np.int64)
-    for row, i in enumerate(keep):
-        ids = [items_idx.get(n, -1) for n in data.negatives[i]]
-        negatives[row, : len(ids)] = ids
-    als = evaluate_sampled(result.user_factors, result.item_factors, users, positives, negatives, settings.k)
+    # An item absent from training (2 test items here) maps to an all-zero row: it scores 0,
+    # like any item the model never saw, instead of its user being silently dropped.
+    unseen = len(items_idx)
+    users = np.array([users_idx[u] for u in data.test_users])
+    positives = np.array([items_idx.get(i, unseen) for i in data.test_items])
+    negatives = np.full((len(users), width), -1, dtype=np.int64)
+    for row, negs in enumerate(data.negatives):
+        negatives[row, : len(negs)] = [items_idx.get(n, unseen) for n in negs]
+
+    def with_unseen(items: np.ndarray) -> np.ndarray:
+        return np.vstack([items, np.zeros((1, items.shape[1]), items.dtype)])
+
+    als = evaluate_sampled(
+        result.user_factors, with_unseen(result.item_factors), users, positives, negatives, settings.k
+    )
     pop_u, pop_i = popularity_factors(dataset.matrix)
-    pop = evaluate_sampled(pop_u, pop_i, users, positives, negatives, settings.k)
+    pop = evaluate_sampled(pop_u, with_unseen(pop_i), users, positives, negatives, settings.k)
     return NcfReport(params, als.as_dict(), pop.as_dict(), trials)

@@ -51,5 +51,6 @@ class TrainSettings(BaseSettings):
     k: int = Field(10, ge=1, le=1000, description="Cut-off of the ranking metrics.")
     seed: int = Field(42, description="Random seed of splits and factor initialisation.")
     validate_every: int = Field(5, ge=1, description="Validation every N iterations (early stopping).")
+    biases: bool = Field(False, description="Learn user and item bias terms (own CG solver; slower).")
     use_gpu: bool = Field(False, description="Use implicit's CUDA solver when a GPU is present.")
     refit: bool = Field(True, description="After evaluation, refit on all data for the saved model.")

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from training.als import AlsParams, Validation, fit_als
+from training.als import AlsParams, SampledHoldout, Validation, fit_als
 from training.confidence import Scaling
-from training.splits import validation_split
+from training.splits import SplitKind, split, validation_split
 
 ALPHA_LADDER = (1.0, 4.0, 16.0, 40.0)
 REG_LADDER = (0.4, 2.0, 10.0, 50.0)
@@ -62,11 +62,20 @@ class Searcher:
         validation_fraction: float = 0.1,
         max_users: int = 2000,
         every: int = 5,
+        sampled_negatives: int = 0,
         on_trial: Callable[[Trial], None] | None = None,
     ) -> None:
-        holdout = validation_split(train, validation_fraction, seed=seed)
+        if sampled_negatives:
+            # Mirror the NCF protocol: one held-out item per user against sampled negatives.
+            holdout = split(train, SplitKind.leave_one_out, seed=seed)
+            sampled = sample_negatives(train, holdout.test, sampled_negatives, seed=seed)
+        else:
+            holdout = validation_split(train, validation_fraction, seed=seed)
+            sampled = None
         self.fit_part = holdout.train
-        self.validation = Validation(holdout.test, every=every, patience=2, max_users=max_users)
+        self.validation = Validation(
+            holdout.test, every=every, patience=2, max_users=max_users, sampled=sampled
+        )
         self.trials: list[Trial] = []
         self._cache: dict[AlsParams, Trial] = {}
         self._on_trial = on_trial
@@ -90,6 +99,33 @@ class Searcher:
 
     def best(self) -> Trial:
         return max(self.trials, key=lambda t: t.validation_ndcg)
+
+
+def sample_negatives(train: sp.csr_matrix, test: sp.csr_matrix, n: int, seed: int = 0) -> SampledHoldout:
+    """For each user with a test item: `n` items drawn uniformly among those they never touched."""
+    rng = np.random.default_rng(seed)
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    positives = test.indices[test.indptr[users]]
+    n_items = train.shape[1]
+    negatives = np.empty((len(users), n), dtype=np.int64)
+    for row, user in enumerate(users):
+        seen = set(train.indices[train.indptr[user] : train.indptr[user + 1]].tolist())
+        seen.add(int(positives[row]))
+        if len(seen) + n > n_items:
+            negatives[row] = -1
+            pool = np.setdiff1d(np.arange(n_items), np.fromiter(seen, dtype=np.int64))
+            negatives[row, : len(pool)] = pool[:n]
+            continue
+        picked: list[int] = []
+        while len(picked) < n:
+            for item in rng.integers(0, n_items, 2 * n).tolist():
+                if item not in seen:
+                    seen.add(item)
+                    picked.append(item)
+                    if len(picked) == n:
+                        break
+        negatives[row] = picked
+    return SampledHoldout(users, positives.astype(np.int64), negatives)
 
 
 def is_binary(matrix: sp.csr_matrix) -> bool:

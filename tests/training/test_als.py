@@ -1,3 +1,4 @@
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -74,3 +75,28 @@ def test_dislikes_push_items_down(small_synthetic) -> None:
     m = ds.matrix.tocoo()
     scores = np.einsum("ij,ij->i", result.user_factors[m.row], result.item_factors[m.col])
     assert scores[m.data < 0].mean() < scores[m.data > 0].mean()
+
+
+def test_bias_terms_are_learned_and_scores_stay_dot_products(synthetic_split) -> None:
+    params = replace(PARAMS, biases=True, iterations=6)
+    result = fit_als(synthetic_split.train, params)
+    users, items = result.user_factors, result.item_factors
+    assert users.shape[1] == items.shape[1] == PARAMS.factors + 2
+    np.testing.assert_array_equal(users[:, -1], 1.0)  # users [x, b_u, 1]
+    np.testing.assert_array_equal(items[:, -2], 1.0)  # items [y, 1, b_i]
+    # Popular items earn a larger bias: the popularity signal lives in b_i.
+    popularity = np.asarray((synthetic_split.train > 0).sum(axis=0)).ravel()
+    assert np.corrcoef(popularity, items[:, -1])[0, 1] > 0.3
+    losses = [h.loss for h in result.history]
+    assert all(b <= a + 1e-7 for a, b in itertools.pairwise(losses))
+
+
+def test_biased_model_beats_popularity_too(synthetic_split) -> None:
+    result = fit_als(synthetic_split.train, replace(PARAMS, biases=True))
+    als = evaluate_ranking(
+        result.user_factors, result.item_factors, synthetic_split.train, synthetic_split.test
+    )
+    pop = evaluate_ranking(
+        *popularity_factors(synthetic_split.train), synthetic_split.train, synthetic_split.test
+    )
+    assert als.ndcg > 1.5 * pop.ndcg

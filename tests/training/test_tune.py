@@ -42,3 +42,25 @@ def test_repeated_candidates_are_fitted_once(searcher) -> None:
     s.score(BASE)
     s.score(BASE)
     assert len(s.trials) == 1
+
+
+def test_sampled_negatives_are_distinct_and_never_items_the_user_touched(searcher) -> None:
+    from training.splits import SplitKind, split
+    from training.tune import sample_negatives
+
+    parts = split(searcher, SplitKind.leave_one_out, seed=0)
+    sampled = sample_negatives(parts.train, parts.test, 50, seed=0)
+    assert len(sampled.users) == (parts.test.getnnz(axis=1) > 0).sum()
+    for row, user in enumerate(sampled.users[:300]):
+        negs = sampled.negatives[row]
+        touched = set(searcher[user].indices.tolist())
+        assert len(set(negs.tolist())) == 50 and not touched & set(negs.tolist())
+        assert sampled.positives[row] in touched
+
+
+def test_a_sampled_protocol_searcher_validates_on_one_item_per_user(searcher) -> None:
+    s = Searcher(searcher, every=3, sampled_negatives=99)
+    assert s.validation.sampled is not None
+    assert (s.validation.holdout.getnnz(axis=1) <= 1).all()
+    trial = s.score(BASE)
+    assert 0.0 < trial.validation_ndcg <= 1.0

@@ -44,6 +44,8 @@ def read_movielens(folder: Path) -> pa.Table:
         return t
     if (folder / "ratings.dat").is_file():
         return _read_delimited(folder / "ratings.dat", ["user_id", "item_id", "weight", "timestamp"], "::")
+    if (folder / "ml-1m.test.negative").is_file():
+        return read_ncf(folder).train
     if (folder / "user_movie_pairs.dat").is_file():
         t = _read_delimited(folder / "user_movie_pairs.dat", ["user_id", "item_id"], "::")
         return t.append_column("weight", pa.array(np.ones(t.num_rows, np.float32)))
