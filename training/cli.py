@@ -282,6 +282,7 @@ def evaluate(
     test_split: float | None = _opt("test_split"),
     k: int | None = _opt("k"),
     seed: int | None = _opt("seed"),
+    biases: bool | None = _opt("biases", "--biases/--no-biases"),
     seed_defaults: Annotated[
         bool, typer.Option("--seed-defaults", help="The training guide's values.")
     ] = False,
@@ -303,6 +304,7 @@ def evaluate(
         split=split,
         test_split=test_split,
         k=k,
+        biases=biases,
         seed=seed,
     )
     if (interactions is None) == (ncf is None):

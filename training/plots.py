@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+if TYPE_CHECKING:
+    from training.als import IterationRecord
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 
-from training.als import IterationRecord
+def _pyplot() -> Any:
+    """matplotlib costs ~0.4 s to import: load it only when a plot is drawn, headless."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_training_curve(history: list[IterationRecord], path: Path, title: str) -> Path | None:
@@ -18,6 +25,7 @@ def plot_training_curve(history: list[IterationRecord], path: Path, title: str) 
     vals = [(h.iteration, h.validation_ndcg) for h in history if h.validation_ndcg is not None]
     if not losses and not vals:
         return None
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if losses:
         ax.plot([i for i, _ in losses], [v for _, v in losses], marker="o", ms=3, color="tab:blue")
@@ -40,6 +48,7 @@ def plot_tuning(rows: list[dict[str, float | str]], metric: str, path: Path) -> 
     labels = [str(r["label"]) for r in rows]
     values = [float(r[metric]) for r in rows]
     best = max(range(len(values)), key=values.__getitem__)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2), 4), dpi=100)
     colors = ["tab:orange" if i == best else "tab:blue" for i in range(len(rows))]
     ax.bar(range(len(rows)), values, color=colors)
