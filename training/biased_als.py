@@ -56,8 +56,8 @@ def _half_step(
     rhs = rhs_cells @ fixed - (fixed.T @ offset)[None, :]
 
     def apply(v: np.ndarray) -> np.ndarray:
-        weighted = extra.copy()
-        weighted.data = extra.data * _row_dots(extra, v, fixed)
+        weights = extra.data * _row_dots(extra, v, fixed)
+        weighted = sp.csr_matrix((weights, extra.indices, extra.indptr), shape=extra.shape)
         return v @ gram + reg * v + weighted @ fixed
 
     x = solve
@@ -87,6 +87,15 @@ def biased_loss(
     return (all_squares + stored + penalty) / float(conf.shape[0] * conf.shape[1])
 
 
+def _confidence_and_preference(signed: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Signed confidences -> (|c| as a matrix, p = 1 where positive else 0), cell-aligned."""
+    conf = signed.astype(np.float32)
+    conf.sort_indices()
+    prefs = (conf.data > 0).astype(np.float32)
+    conf.data = np.abs(conf.data)
+    return conf, prefs
+
+
 def fit_biased(
     confidences: sp.csr_matrix,
     factors: int,
@@ -99,15 +108,8 @@ def fit_biased(
     calculate_loss: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit on alpha-scaled confidences (negative = dislike). Returns augmented (users, items)."""
-    conf_ui = confidences.tocsr().astype(np.float32)
-    conf_ui.sort_indices()
-    prefs_ui = (conf_ui.data > 0).astype(np.float32)
-    conf_ui.data = np.abs(conf_ui.data)
-    conf_iu = conf_ui.T.tocsr()
-    conf_iu.sort_indices()
-    signed_iu = confidences.tocsr().astype(np.float32).T.tocsr()
-    signed_iu.sort_indices()
-    prefs_iu = (signed_iu.data > 0).astype(np.float32)
+    conf_ui, prefs_ui = _confidence_and_preference(confidences.tocsr())
+    conf_iu, prefs_iu = _confidence_and_preference(confidences.tocsr().T.tocsr())
 
     rng = np.random.default_rng(random_state)
     n_users, n_items = conf_ui.shape
