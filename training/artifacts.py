@@ -11,17 +11,22 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from feature_store.index_files import write_index_meta
 from feature_store.manifest import list_versions, parse_version, write_latest, write_manifest
+from feature_store.version_files import ITEM_FACTORS, USER_FACTORS
 from training.als import AlsResult
 from training.dataset import Dataset, write_mapping
+from training.indexes import IndexParams, build_index, write_index
 from training.plots import plot_training_curve
+from training.profiles import build_profiles, write_profiles
 
-USER_FACTORS = "user_factors.npy"
-ITEM_FACTORS = "item_factors.npy"
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 MODEL_FILE = "model.npz"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
@@ -47,8 +52,15 @@ def write_als_version(
     metrics: dict[str, Any],
     extra_hyperparameters: dict[str, Any] | None = None,
     family: str = "als",
+    index_params: IndexParams | None = None,
+    items: pa.Table | None = None,
+    recent_limit: int = 50,
 ) -> Path:
-    """Write `artifacts/als_vN/` atomically and point LATEST at it. Returns the folder."""
+    """Write `artifacts/als_vN/` atomically and point LATEST at it. Returns the folder.
+
+    Besides the factors and mappings: the item index (Faiss), the per-user profile arrays that
+    publish writes to the feature store, and the item-attribute table when metadata was given.
+    """
     artifacts.mkdir(parents=True, exist_ok=True)
     _clean_stale_tmp(artifacts)
     tmp = artifacts / f"{_TMP_PREFIX}{family}-{os.getpid()}-{time.time_ns()}"
@@ -60,9 +72,19 @@ def write_als_version(
         write_mapping(tmp / "item_mapping.json", dataset.item_ids)
         if result.model is not None:
             result.model.save(str(tmp / MODEL_FILE))
+        write_profiles(tmp, build_profiles(dataset.matrix, dataset.times, recent_limit))
+        index, meta = build_index(result.item_factors, index_params or IndexParams(), "als", ITEM_FACTORS)
+        write_index(index, tmp, meta)
+        write_index_meta(tmp, {"als": meta})
+        if items is not None:
+            from training.item_attributes import write_item_attributes
+
+            write_item_attributes(tmp, items, dataset.item_ids)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / HISTORY_FILE).write_text(json.dumps(result.history_dicts(), indent=2) + "\n")
         hyper = {**result.params.as_dict(), "best_iteration": result.best_iteration}
+        if dataset.times is not None and len(dataset.times):
+            hyper["data_until"] = int(dataset.times.max())
         hyper.update(extra_hyperparameters or {})
         # The version name is only known for sure at rename time; retry on a concurrent writer.
         for _ in range(100):

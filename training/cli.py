@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from tqdm import tqdm
 
+from feature_store.index_files import IndexKind, Metric
 from feature_store.manifest import ArtifactError
 from training.confidence import Scaling
 from training.errors import TrainingInputError
@@ -179,6 +180,19 @@ def train(
     biases: bool | None = _opt("biases", "--biases/--no-biases"),
     use_gpu: bool | None = _opt("use_gpu", "--use-gpu/--no-gpu"),
     refit: bool | None = _opt("refit", "--refit/--no-refit"),
+    items: Annotated[
+        str | None,
+        typer.Option(
+            "--items",
+            help="Item metadata (CSV/Parquet with item_id, category, tags, numbers...; or a MovieLens "
+            "folder): stored as the version's filterable attribute table.",
+        ),
+    ] = None,
+    index_kind: IndexKind | None = _opt("index_kind"),
+    index_metric: Metric | None = _opt("index_metric"),
+    hnsw_m: int | None = _opt("hnsw_m"),
+    ef_construction: int | None = _opt("ef_construction"),
+    ef_search: int | None = _opt("ef_search"),
     seed_defaults: Annotated[
         bool,
         typer.Option(
@@ -212,6 +226,11 @@ def train(
         biases=biases,
         use_gpu=use_gpu,
         refit=refit,
+        index_kind=index_kind,
+        index_metric=index_metric,
+        hnsw_m=hnsw_m,
+        ef_construction=ef_construction,
+        ef_search=ef_search,
     )
     if settings.use_gpu:
         from training.als import gpu_available
@@ -233,7 +252,12 @@ def train(
         if record.loss is not None:
             bar.set_postfix(loss=f"{record.loss:.5f}")
 
-    report = run_train(data, settings, progress=_say, on_iteration=tick)
+    item_table = None
+    if items is not None:
+        from training.readers import read_items
+
+        item_table = read_items(items)
+    report = run_train(data, settings, progress=_say, on_iteration=tick, items=item_table)
     bar.close()
     _print_train_report(report, time.perf_counter() - start)
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from training.readers.movielens import read_ncf
 from training.settings import TrainSettings
 from training.splits import split
 from training.tune import Searcher, Trial, auto_select, is_binary
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Progress = Callable[[str], None]
 
@@ -144,6 +147,7 @@ def train(
     progress: Progress = _quiet,
     on_iteration: Callable[[IterationRecord], None] | None = None,
     write: bool = True,
+    items: pa.Table | None = None,
 ) -> TrainReport:
     timings: dict[str, float] = {}
     trials: list[Trial] = []
@@ -180,6 +184,9 @@ def train(
                 if trials
                 else []
             },
+            index_params=settings.index_params(),
+            items=items,
+            recent_limit=settings.recent_limit,
         )
         timings["write"] = time.perf_counter() - t2
     return report

@@ -12,8 +12,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from feature_store.index_files import IndexKind, Metric
 from training.confidence import Scaling
 from training.events import DEFAULT_EVENT_WEIGHTS
+from training.indexes import IndexParams
 from training.splits import SplitKind
 
 # The ALS training guide's values (seed 000), kept as an explicit preset: `--seed-defaults`.
@@ -54,3 +56,23 @@ class TrainSettings(BaseSettings):
     biases: bool = Field(False, description="Learn user and item bias terms (own CG solver; slower).")
     use_gpu: bool = Field(False, description="Use implicit's CUDA solver when a GPU is present.")
     refit: bool = Field(True, description="After evaluation, refit on all data for the saved model.")
+    index_kind: IndexKind = Field(
+        IndexKind.auto,
+        description="Item index: auto (flat below exact_below items, else hnsw), flat, hnsw, ivf.",
+    )
+    index_metric: Metric = Field(Metric.ip, description="ip (ALS scores), cosine or l2.")
+    exact_below: int = Field(20_000, ge=0, description="auto: catalogs smaller than this get an exact index.")
+    hnsw_m: int = Field(32, ge=4, le=256, description="HNSW graph degree.")
+    ef_construction: int = Field(200, ge=8, le=4096, description="HNSW build-time beam width.")
+    ef_search: int = Field(128, ge=1, le=32_768, description="HNSW default search beam width.")
+    recent_limit: int = Field(50, ge=1, le=10_000, description="Recent items kept per user profile.")
+
+    def index_params(self) -> IndexParams:
+        return IndexParams(
+            kind=self.index_kind,
+            metric=self.index_metric,
+            exact_below=self.exact_below,
+            hnsw_m=self.hnsw_m,
+            ef_construction=self.ef_construction,
+            ef_search=self.ef_search,
+        )

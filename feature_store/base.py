@@ -1,0 +1,116 @@
+"""The one interface serving and publish use to reach user features, whatever holds them.
+
+Two implementations pass the same contract tests (tests/feature_store/test_contract.py):
+`RedisStore` for production and `EmbeddedStore` for a single process without Redis. Everything
+is async so the service never blocks its event loop on the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from feature_store.version_files import ProfileTable
+
+
+class StoreUnavailableError(Exception):
+    """The store cannot be reached or answered too late; callers degrade (popularity fallback)."""
+
+
+@dataclass
+class UserProfile:
+    """A user as serving sees them in one version: published data plus run-time events."""
+
+    user_id: str
+    version: str
+    known: bool  # published in this version (has embeddings from training)
+    count: int  # interactions: distinct items at training time + events recorded since
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    seen: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    recent_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    recent_weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """One interaction recorded at run time. `item_row` is the item's row in the version's item
+    mapping, or -1 for an item the version does not know (it still counts and is streamed)."""
+
+    user_id: str
+    item_id: str
+    weight: float
+    timestamp: float
+    event_type: str | None = None
+    item_row: int = -1
+
+    def stream_fields(self) -> dict[str, str]:
+        fields = {"user_id": self.user_id, "item_id": self.item_id, "weight": repr(self.weight)}
+        fields["timestamp"] = repr(self.timestamp)
+        if self.event_type is not None:
+            fields["event_type"] = self.event_type
+        return fields
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    stored: int  # events applied to profiles and appended to the stream
+    duplicate: bool = False  # the request id was seen before; nothing was applied again
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    entry_id: str
+    fields: dict[str, str]
+
+
+ProgressFn = Callable[[int], None]
+
+
+@runtime_checkable
+class FeatureStore(Protocol):
+    """What serving reads per request and what publish writes per version."""
+
+    name: str
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailableError when the store cannot answer."""
+
+    async def active_version(self) -> str | None: ...
+
+    async def previous_version(self) -> str | None: ...
+
+    async def activate(self, version: str) -> str | None:
+        """Make `version` live in one atomic step, keep the old one as previous; return it."""
+
+    async def write_version(
+        self, version: str, table: ProfileTable, progress: ProgressFn | None = None
+    ) -> int:
+        """Bulk-write every user of a version (not yet live); safe to repeat. Returns users written."""
+
+    async def version_status(self) -> dict[str, dict[str, Any]]:
+        """Versions the store holds, with their status ('writing' or 'complete') and size."""
+
+    async def mark_version(self, version: str, status: dict[str, Any]) -> None: ...
+
+    async def delete_version(self, version: str) -> int:
+        """Remove a version's keys (never the active one). Returns how many were removed."""
+
+    async def get_profile(self, version: str, user_id: str, recent_limit: int = 50) -> UserProfile: ...
+
+    async def record(
+        self,
+        version: str | None,
+        events: Sequence[LiveEvent],
+        request_id: str | None = None,
+        stream: bool = True,
+    ) -> RecordResult:
+        """Apply events to the version's profiles (count, seen, recent) and append them to the
+        stream. A repeated `request_id` applies nothing again."""
+
+    async def read_events(self, after: str = "0", count: int = 10_000) -> list[StreamEntry]:
+        """Stream entries after an entry id, oldest first (for training and for replay)."""
+
+    async def close(self) -> None: ...

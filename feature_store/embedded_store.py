@@ -1,0 +1,234 @@
+"""The embedded feature store: the same interface in-process, with no server to run.
+
+The default when no Redis URL is configured, so the demo works on a bare machine. A version's user
+table is the version folder's own memory-mapped `.npy` files (no copy); the active pointer is the
+file `ACTIVE.json` in the artifacts folder, replaced atomically, so `recsys publish` in one process
+switches what a running server in another serves.
+
+Limits (documented in the README): one process owns the run-time state; events recorded at run
+time (counts, seen, recent, the event stream) live in memory and are lost on restart; the stream
+keeps the newest `stream_maxlen` entries; every process holds the user-id index of the versions it
+serves in RAM (about 100 bytes per user).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feature_store.base import LiveEvent, ProgressFn, RecordResult, StreamEntry, UserProfile
+from feature_store.errors import VersionNotReadyError
+from feature_store.manifest import MANIFEST_NAME
+from feature_store.version_files import ProfileTable, load_profile_table
+
+POINTER_FILE = "ACTIVE.json"
+
+
+@dataclass
+class _Version:
+    table: ProfileTable
+    rows: dict[str, int]
+
+
+@dataclass
+class _Live:
+    count: int = 0
+    seen: list[int] = field(default_factory=list)
+    recent: deque[tuple[int, float]] = field(default_factory=deque)
+
+
+class EmbeddedStore:
+    name = "embedded"
+
+    def __init__(
+        self,
+        artifacts: Path | None = None,
+        recent_limit: int = 50,
+        stream_maxlen: int = 1_000_000,
+        idempotency_ttl_s: int = 86_400,
+    ) -> None:
+        self._artifacts = artifacts
+        self._recent_limit = recent_limit
+        self._versions: dict[str, _Version] = {}
+        self._status: dict[str, dict[str, Any]] = {}
+        self._live: dict[tuple[str, str], _Live] = {}
+        self._events: deque[StreamEntry] = deque(maxlen=stream_maxlen)
+        self._last_id = (0, 0)
+        self._seen_requests: dict[str, float] = {}
+        self._idem_ttl = idempotency_ttl_s
+        self._pointer: dict[str, str | None] = {"active": None, "previous": None}
+        self._pointer_mtime = -1.0
+
+    # -- the active pointer -------------------------------------------------------------------
+
+    def _pointer_path(self) -> Path | None:
+        return None if self._artifacts is None else self._artifacts / POINTER_FILE
+
+    def _read_pointer(self) -> dict[str, str | None]:
+        path = self._pointer_path()
+        if path is not None and path.is_file():
+            mtime = path.stat().st_mtime
+            if mtime != self._pointer_mtime:
+                try:
+                    data = json.loads(path.read_text())
+                    self._pointer = {"active": data.get("active"), "previous": data.get("previous")}
+                    self._pointer_mtime = mtime
+                except (OSError, ValueError):
+                    pass  # a torn read cannot happen (atomic replace); keep the last good pointer
+        return self._pointer
+
+    def _write_pointer(self, pointer: dict[str, str | None]) -> None:
+        self._pointer = pointer
+        path = self._pointer_path()
+        if path is None:
+            return
+        tmp = path.with_name(f".{POINTER_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(pointer) + "\n")
+        tmp.replace(path)
+        self._pointer_mtime = path.stat().st_mtime
+
+    async def ping(self) -> None:
+        return None
+
+    async def active_version(self) -> str | None:
+        return self._read_pointer()["active"]
+
+    async def previous_version(self) -> str | None:
+        return self._read_pointer()["previous"]
+
+    async def activate(self, version: str) -> str | None:
+        if self._status.get(version, {}).get("status") != "complete" and self._load(version) is None:
+            raise VersionNotReadyError(f"{version} is not completely written; publish it first")
+        pointer = self._read_pointer()
+        old = pointer["active"]
+        if old != version:
+            self._write_pointer({"active": version, "previous": old})
+        return old
+
+    # -- versions -----------------------------------------------------------------------------
+
+    def _load(self, version: str) -> _Version | None:
+        """A version written in this process, or else its folder's files (lazily, memory-mapped)."""
+        if version in self._versions:
+            return self._versions[version]
+        if self._artifacts is None:
+            return None
+        folder = self._artifacts / version
+        if not (folder / MANIFEST_NAME).is_file():
+            return None
+        table = load_profile_table(folder)
+        loaded = _Version(table, {u: i for i, u in enumerate(table.user_ids)})
+        self._versions[version] = loaded
+        self._status.setdefault(version, {"status": "complete", "users": len(table)})
+        return loaded
+
+    async def write_version(
+        self, version: str, table: ProfileTable, progress: ProgressFn | None = None
+    ) -> int:
+        table.check()
+        self._versions[version] = _Version(table, {u: i for i, u in enumerate(table.user_ids)})
+        if progress:
+            progress(len(table))
+        return len(table)
+
+    async def version_status(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self._status.items()}
+
+    async def mark_version(self, version: str, status: dict[str, Any]) -> None:
+        self._status[version] = dict(status)
+
+    async def delete_version(self, version: str) -> int:
+        if version == await self.active_version():
+            raise ValueError(f"{version} is active; activate another version first")
+        removed = 1 if self._versions.pop(version, None) is not None else 0
+        self._status.pop(version, None)
+        for key in [k for k in self._live if k[0] == version]:
+            del self._live[key]
+            removed += 1
+        return removed
+
+    # -- per-user reads and run-time writes ---------------------------------------------------
+
+    async def get_profile(self, version: str, user_id: str, recent_limit: int = 50) -> UserProfile:
+        loaded = self._load(version)
+        row = None if loaded is None else loaded.rows.get(user_id)
+        profile = UserProfile(user_id=user_id, version=version, known=row is not None, count=0)
+        if loaded is not None and row is not None:
+            t = loaded.table
+            profile.count = int(t.counts[row])
+            profile.embeddings = {name: np.asarray(m[row], np.float32) for name, m in t.embeddings.items()}
+            profile.seen = np.asarray(t.seen_items[t.seen_indptr[row] : t.seen_indptr[row + 1]], np.int32)
+            lo, hi = int(t.recent_indptr[row]), int(t.recent_indptr[row + 1])
+            lo = max(lo, hi - self._recent_limit)
+            profile.recent_items = np.asarray(t.recent_items[lo:hi], np.int32)
+            profile.recent_weights = np.asarray(t.recent_weights[lo:hi], np.float32)
+        live = self._live.get((version, user_id))
+        if live is not None:
+            profile.count += live.count
+            profile.seen = np.concatenate([profile.seen, np.array(live.seen, np.int32)])
+            if live.recent:
+                items, weights = zip(*live.recent, strict=True)
+                profile.recent_items = np.concatenate([profile.recent_items, np.array(items, np.int32)])
+                profile.recent_weights = np.concatenate(
+                    [profile.recent_weights, np.array(weights, np.float32)]
+                )
+        profile.recent_items = profile.recent_items[-recent_limit:]
+        profile.recent_weights = profile.recent_weights[-recent_limit:]
+        return profile
+
+    def _next_id(self) -> str:
+        ms = int(time.time() * 1000)
+        last_ms, seq = self._last_id
+        self._last_id = (ms, 0) if ms > last_ms else (last_ms, seq + 1)
+        return f"{self._last_id[0]}-{self._last_id[1]}"
+
+    async def record(
+        self,
+        version: str | None,
+        events: Sequence[LiveEvent],
+        request_id: str | None = None,
+        stream: bool = True,
+    ) -> RecordResult:
+        now = time.time()
+        if request_id is not None:
+            expires = self._seen_requests.get(request_id)
+            if expires is not None and expires > now:
+                return RecordResult(stored=0, duplicate=True)
+            if len(self._seen_requests) > 100_000:
+                self._seen_requests = {k: v for k, v in self._seen_requests.items() if v > now}
+            self._seen_requests[request_id] = now + self._idem_ttl
+        for event in events:
+            if version is not None:
+                live = self._live.setdefault(
+                    (version, event.user_id), _Live(recent=deque(maxlen=self._recent_limit))
+                )
+                live.count += 1
+                if event.item_row >= 0:
+                    live.seen.append(event.item_row)
+                    live.recent.append((event.item_row, event.weight))
+            if stream:
+                fields = event.stream_fields()
+                if request_id:
+                    fields["request_id"] = request_id
+                self._events.append(StreamEntry(self._next_id(), fields))
+        return RecordResult(stored=len(events))
+
+    async def read_events(self, after: str = "0", count: int = 10_000) -> list[StreamEntry]:
+        def key(entry_id: str) -> tuple[int, int]:
+            ms, _, seq = entry_id.partition("-")
+            return int(ms), int(seq or 0)
+
+        floor = (-1, -1) if after in ("0", "", "-") else key(after)
+        out = [e for e in self._events if key(e.entry_id) > floor]
+        return out[:count]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,65 @@
+"""The Redis key schema, in one place so the writer (publish) and the reader (app) agree.
+
+    <prefix>:{meta}:active            the live version name (string)
+    <prefix>:{meta}:previous          the version before it, kept for rollback
+    <prefix>:{meta}:versions          hash: version -> JSON status (writing / complete, users, ...)
+    <prefix>:<version>:{<user>}:p     the user's packed profile written at publish (profile_codec)
+    <prefix>:<version>:{<user>}:n     run-time interaction count added since publish (INCRBY)
+    <prefix>:<version>:{<user>}:s     run-time seen item rows, int32 little-endian (APPEND)
+    <prefix>:<version>:{<user>}:r     run-time recent (row int32, weight float32) pairs (APPEND)
+    <prefix>:events                   the append-only event stream (XADD), for the next training run
+    <prefix>:idem:<request id>        idempotency marker of a POST /interactions batch
+
+Redis Cluster: everything read together shares a hash tag. The three meta keys share `{meta}` so
+the pointer switch is one atomic script; all keys of one user and version share `{<user>}` so a
+request reads them in one round trip to one node. The version sits outside the tag, so versions of
+one user spread freely and a whole version can be deleted by pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KeySchema:
+    prefix: str = "recsys"
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}:{{meta}}:active"
+
+    @property
+    def previous(self) -> str:
+        return f"{self.prefix}:{{meta}}:previous"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.prefix}:{{meta}}:versions"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    def idempotency(self, request_id: str) -> str:
+        return f"{self.prefix}:idem:{request_id}"
+
+    def user(self, version: str, user_id: str) -> str:
+        """Common stem of one user's keys in one version; append ':p', ':n', ':s' or ':r'."""
+        return f"{self.prefix}:{version}:{{{user_id}}}"
+
+    def profile(self, version: str, user_id: str) -> str:
+        return self.user(version, user_id) + ":p"
+
+    def version_pattern(self, version: str) -> str:
+        """SCAN pattern of every key of a version."""
+        return _glob_escape(f"{self.prefix}:{version}:") + "*"
+
+    @property
+    def namespace_pattern(self) -> str:
+        """SCAN pattern of every key under the prefix."""
+        return _glob_escape(f"{self.prefix}:") + "*"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
