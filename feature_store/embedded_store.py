@@ -90,6 +90,7 @@ class EmbeddedStore:
         path = self._pointer_path()
         if path is None:
             return
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{POINTER_FILE}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(pointer) + "\n")
         tmp.replace(path)
@@ -105,7 +106,9 @@ class EmbeddedStore:
         return self._read_pointer()["previous"]
 
     async def activate(self, version: str) -> str | None:
-        if self._status.get(version, {}).get("status") != "complete" and self._load(version) is None:
+        status = self._status.get(version, {}).get("status")
+        ready = status == "complete" if status is not None else self._load(version) is not None
+        if not ready:
             raise VersionNotReadyError(f"{version} is not completely written; publish it first")
         pointer = self._read_pointer()
         old = pointer["active"]

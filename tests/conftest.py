@@ -42,3 +42,18 @@ def pg_url() -> str:
             pytest.fail(f"PostgreSQL at {url} is required but unreachable: {exc}")
         pytest.skip(f"PostgreSQL at {url} unreachable (run scripts/test.sh to start one): {exc}")
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of a real redis-server; scripts/test.sh starts one on a spare port when none runs."""
+    url = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).ping()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if REQUIRE_SERVICES:
+            pytest.fail(f"Redis at {url} is required but unreachable: {exc}")
+        pytest.skip(f"Redis at {url} unreachable (run scripts/test.sh to start one): {exc}")
+    return url

@@ -14,6 +14,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from tqdm import tqdm
 
+from feature_store.base import StoreUnavailableError
+from feature_store.errors import VersionNotReadyError
 from feature_store.index_files import IndexKind, Metric
 from feature_store.manifest import ArtifactError
 from training.confidence import Scaling
@@ -54,9 +56,12 @@ def friendly_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (TrainingInputError, ArtifactError, ValueError) as exc:
+        except (TrainingInputError, ArtifactError, VersionNotReadyError, ValueError) as exc:
             typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+        except StoreUnavailableError as exc:
+            typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -440,6 +445,102 @@ def tune(
     )
 
 
+def _store_settings(artifacts: Path | None, redis_url: str | None, prefix: str | None) -> Any:
+    from feature_store.settings import StoreSettings
+
+    values: dict[str, Any] = {}
+    if artifacts is not None:
+        values["artifacts"] = artifacts
+    if redis_url is not None:
+        values["redis_url"] = redis_url
+    if prefix is not None:
+        values["redis_prefix"] = prefix
+    return StoreSettings(**values)
+
+
+RedisUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        help="redis://[:password@]host:port/db or rediss://; unset = the embedded store "
+        "(env RECSYS_REDIS_URL).",
+    ),
+]
+PrefixOpt = Annotated[
+    str | None, typer.Option("--prefix", help="Redis key prefix (env RECSYS_REDIS_PREFIX).")
+]
+
+
+def run_publish(folder: Path, store_settings: Any) -> Any:
+    """Publish one version folder to the configured store, with a progress bar over users."""
+    import asyncio
+
+    from feature_store.factory import open_store
+    from feature_store.publish import publish_version
+
+    async def go() -> Any:
+        store = open_store(store_settings, bulk=True)
+        bar = tqdm(total=None, desc="publish", unit="user", unit_scale=True, file=sys.stderr, disable=None)
+        try:
+            return await publish_version(folder, store, say=_say, progress=bar.update)
+        finally:
+            bar.close()
+            await store.close()
+
+    return asyncio.run(go())
+
+
+@app.command()
+@friendly_errors
+def publish(
+    version: Annotated[
+        str | None, typer.Argument(help="Version folder name, e.g. als_v3 (default: LATEST).")
+    ] = None,
+    artifacts: Annotated[Path | None, typer.Option(help="Folder of model versions.")] = None,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Verify a version, write its users to the feature store, then make it live atomically.
+
+    Safe to re-run: an interrupted publish leaves the previous version live and is completed by
+    running the same command again.
+    """
+    from feature_store.manifest import resolve_version
+
+    store_settings = _store_settings(artifacts, redis_url, prefix)
+    folder = resolve_version(store_settings.artifacts, version)
+    report = run_publish(folder, store_settings)
+    typer.echo(
+        f"published {report.version}: {report.users:,} users in {report.write_seconds:.2f}s "
+        f"({report.users_per_second:,.0f} users/s), {report.total_seconds:.2f}s in all; "
+        f"previous: {report.previous or 'none'}"
+    )
+
+
+@app.command()
+@friendly_errors
+def activate(
+    version: Annotated[str, typer.Argument(help="A completely published version (e.g. the previous one).")],
+    artifacts: Annotated[Path | None, typer.Option(help="Folder of model versions.")] = None,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Switch the live version (a rollback): only to a version that was completely published."""
+    import asyncio
+
+    from feature_store.factory import open_store
+
+    async def go() -> str | None:
+        store = open_store(_store_settings(artifacts, redis_url, prefix))
+        try:
+            return await store.activate(version)
+        finally:
+            await store.close()
+
+    old = asyncio.run(go())
+    typer.echo(f"{version} is live (was: {old or 'none'})")
+
+
 @app.command()
 @friendly_errors
 def demo(
@@ -451,17 +552,23 @@ def demo(
     """Generate synthetic data, train and evaluate ALS, write a version: the whole job in one go."""
     from training.pipeline import load_dataset_from
     from training.pipeline import train as run_train
+    from training.readers import read_items
     from training.synthetic import SyntheticConfig, write
     from training.synthetic import generate as gen
 
     start = time.perf_counter()
     data_dir = workdir / "data" / "synthetic"
-    inter_path, _ = write(gen(SyntheticConfig(users=users, items=items, interactions=interactions)), data_dir)
+    inter_path, items_path = write(
+        gen(SyntheticConfig(users=users, items=items, interactions=interactions)), data_dir
+    )
     _say(f"generated {interactions:,} synthetic events in {data_dir}")
     settings = _settings(artifacts=workdir / "artifacts")
     data = load_dataset_from(str(inter_path), settings)
-    report = run_train(data, settings, progress=_say)
+    report = run_train(data, settings, progress=_say, items=read_items(str(items_path)))
     _print_train_report(report, time.perf_counter() - start)
+    assert report.version_dir is not None
+    published = run_publish(report.version_dir, _store_settings(settings.artifacts, None, None))
+    _say(f"published {published.version} ({published.users:,} users, {published.users_per_second:,.0f}/s)")
 
 
 if __name__ == "__main__":
