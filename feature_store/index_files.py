@@ -2,11 +2,11 @@
 
 `indexes.json` lists each index (ALS items now; content and Two-Tower later) with what a reader
 must know to query it: the kind, the metric the scores mean, and the transform applied to the
-vectors before indexing. Inner product is not a metric, and HNSW graphs over raw inner product
-search poorly, so `ip` indexes store the standard MIPS-to-L2 reduction (each item gets one extra
-coordinate sqrt(max_norm^2 - |x|^2), the query a zero): the nearest item in L2 is then the one of
-largest inner product. Scores handed to callers are always recomputed exactly from the item
-vectors, so the transform never leaks into an answer.
+vectors before indexing: unit-normalising for cosine, or (optional) the MIPS-to-L2 reduction
+for inner product, where each item gets one extra coordinate sqrt(max_norm^2 - |x|^2) and the
+query a zero, so the nearest item in L2 is the one of largest inner product. Scores handed to
+callers are always recomputed exactly from the item vectors, so a transform never leaks into an
+answer.
 """
 
 from __future__ import annotations

@@ -73,7 +73,13 @@ def write_als_version(
         if result.model is not None:
             result.model.save(str(tmp / MODEL_FILE))
         write_profiles(tmp, build_profiles(dataset.matrix, dataset.times, recent_limit))
-        index, meta = build_index(result.item_factors, index_params or IndexParams(), "als", ITEM_FACTORS)
+        index, meta = build_index(
+            result.item_factors,
+            index_params or IndexParams(),
+            "als",
+            ITEM_FACTORS,
+            queries=result.user_factors,
+        )
         write_index(index, tmp, meta)
         write_index_meta(tmp, {"als": meta})
         if items is not None:

@@ -64,7 +64,12 @@ class TrainSettings(BaseSettings):
     exact_below: int = Field(20_000, ge=0, description="auto: catalogs smaller than this get an exact index.")
     hnsw_m: int = Field(32, ge=4, le=256, description="HNSW graph degree.")
     ef_construction: int = Field(200, ge=8, le=4096, description="HNSW build-time beam width.")
-    ef_search: int = Field(128, ge=1, le=32_768, description="HNSW default search beam width.")
+    ef_search: int = Field(
+        64,
+        ge=1,
+        le=32_768,
+        description="HNSW search beam to start calibration from (raised until recall 0.99).",
+    )
     recent_limit: int = Field(50, ge=1, le=10_000, description="Recent items kept per user profile.")
 
     def index_params(self) -> IndexParams:

@@ -1,0 +1,123 @@
+"""Filtered search: every plan returns the exact top-k of what the filter allows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.retrieval import bitmaps
+from app.retrieval.filters import CompiledFilter, Filters, compile_filters
+from app.retrieval.search import ItemIndex, Plan, SearchParams
+from feature_store.index_files import IndexKind, Metric, read_index_meta
+from tests.app.retrieval.conftest import DIM, N_ITEMS, build_folder
+
+
+def _queries(n: int = 20, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+
+
+def _truth(index: ItemIndex, q: np.ndarray, k: int, allowed_rows: np.ndarray) -> set[int]:
+    scores = index.vectors[allowed_rows] @ q
+    return set(allowed_rows[np.argsort(-scores)[:k]].tolist())
+
+
+def _random_filter(share: float, seed: int = 0) -> tuple[CompiledFilter, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(N_ITEMS, max(1, int(share * N_ITEMS)), replace=False))
+    return CompiledFilter(bitmaps.from_rows(N_ITEMS, rows), np.empty(0, np.int64)), rows
+
+
+@pytest.mark.parametrize("share", [0.5, 0.1, 0.01, 0.001])
+def test_every_selectivity_returns_k_results_with_exact_recall(hnsw: ItemIndex, share: float) -> None:
+    filt, rows = _random_filter(share)
+    k = min(10, len(rows))
+    recalls = []
+    for q in _queries():
+        result = hnsw.search(q, k, filt, params=SearchParams(exact_max_rows=200))
+        assert len(result.rows) == k
+        assert set(result.rows.tolist()) <= set(rows.tolist())
+        recalls.append(len(set(result.rows.tolist()) & _truth(hnsw, q, k, rows)) / k)
+    assert np.mean(recalls) >= 0.99
+    expected = Plan.graph_filtered if len(rows) > 200 else Plan.exact_filtered
+    assert result.plan is expected
+
+
+def test_a_filter_with_fewer_allowed_items_than_k_returns_all_of_them(hnsw: ItemIndex) -> None:
+    filt, rows = _random_filter(3 / N_ITEMS)
+    result = hnsw.search(_queries(1)[0], 10, filt)
+    assert sorted(result.rows.tolist()) == rows.tolist()
+
+
+def test_excluded_items_never_come_back_and_k_is_still_met(hnsw: ItemIndex) -> None:
+    q = _queries(1)[0]
+    first = hnsw.search(q, 50)
+    excluded = first.rows[:40]
+    again = hnsw.search(q, 10, exclude=excluded)
+    assert len(again.rows) == 10 and not set(again.rows.tolist()) & set(excluded.tolist())
+    allowed = np.setdiff1d(np.arange(N_ITEMS), excluded)
+    assert len(set(again.rows.tolist()) & _truth(hnsw, q, 10, allowed)) >= 9
+
+
+def test_scores_are_exact_dot_products_best_first(hnsw: ItemIndex) -> None:
+    q = _queries(1)[0]
+    result = hnsw.search(q, 20)
+    np.testing.assert_allclose(result.scores, hnsw.vectors[result.rows] @ q, rtol=1e-5)
+    assert np.all(np.diff(result.scores) <= 1e-6)
+    assert result.plan is Plan.graph
+
+
+@pytest.mark.parametrize("metric", [Metric.ip, Metric.cosine, Metric.l2])
+def test_a_flat_index_answers_exactly_in_every_metric(tmp_path, metric: Metric) -> None:
+    folder = build_folder(tmp_path / "flat", IndexKind.flat, metric)
+    index = ItemIndex.load(folder, read_index_meta(folder)["als"])
+    x = index.vectors
+    for q in _queries(5):
+        if metric is Metric.ip:
+            s = x @ q
+        elif metric is Metric.cosine:
+            s = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
+        else:
+            s = -np.sum((x - q) ** 2, axis=1)
+        result = index.search(q, 10, exclude=np.array([int(np.argmax(s))]))
+        assert result.plan is Plan.exact
+        assert result.rows.tolist() == np.argsort(-s)[1:11].tolist()
+        np.testing.assert_allclose(result.scores, s[result.rows], rtol=1e-4, atol=1e-4)
+
+
+def test_attribute_filters_hold_on_every_result(hnsw: ItemIndex, attributes, item_rows, hnsw_folder) -> None:
+    filters = Filters.model_validate(
+        {
+            "attributes": {
+                "category": {"in": ["a", "b"]},
+                "price": {"gte": 10, "lt": 60},
+                "tags": {"not_in": ["z"]},
+            },
+            "deny_items": ["item1", "item2"],
+        }
+    )
+    compiled = compile_filters(filters, attributes, item_rows)
+    codes = np.load(hnsw_folder / "attr_category_codes.npy")
+    price = np.load(hnsw_folder / "attr_price_numbers.npy")
+    indptr = np.load(hnsw_folder / "attr_tags_indptr.npy")
+    tags = np.load(hnsw_folder / "attr_tags_codes.npy")
+    ok = np.isin(codes, [0, 1]) & (price >= 10) & (price < 60)
+    ok &= np.array([2 not in tags[indptr[i] : indptr[i + 1]] for i in range(N_ITEMS)])
+    ok[[1, 2]] = False
+    for q in _queries(5):
+        result = hnsw.search(q, 25, compiled)
+        assert len(result.rows) == 25 and ok[result.rows].all()
+        assert set(result.rows.tolist()) == _truth(hnsw, q, 25, np.flatnonzero(ok))
+
+
+def test_a_rare_category_takes_the_exact_plan(hnsw: ItemIndex, attributes, item_rows) -> None:
+    compiled = compile_filters(
+        Filters.model_validate({"attributes": {"category": {"in": ["rare"]}}}), attributes, item_rows
+    )
+    result = hnsw.search(_queries(1)[0], 10, compiled)
+    assert result.plan is Plan.exact_filtered and len(result.rows) == 8 and result.candidates == 8
+
+
+async def test_async_search_matches_the_sync_one(hnsw: ItemIndex) -> None:
+    q = _queries(1)[0]
+    sync = hnsw.search(q, 10)
+    assert (await hnsw.asearch(q, 10)).rows.tolist() == sync.rows.tolist()

@@ -1,0 +1,63 @@
+"""Index building: every kind and metric finds what exact search finds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feature_store.index_files import IndexKind, Metric, Transform, transform_items, transform_queries
+from training.indexes import IndexParams, build_index
+
+
+def _vectors(n: int = 3_000, d: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # ALS-like: clustered directions, norms spread over an order of magnitude
+    centres = rng.standard_normal((12, d))
+    x = centres[rng.integers(0, 12, n)] + 0.4 * rng.standard_normal((n, d))
+    return (x * rng.lognormal(0, 0.6, (n, 1))).astype(np.float32)
+
+
+def _exact(x: np.ndarray, q: np.ndarray, metric: Metric, k: int) -> np.ndarray:
+    if metric is Metric.ip:
+        s = x @ q
+    elif metric is Metric.cosine:
+        s = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ q
+    else:
+        s = -np.linalg.norm(x - q, axis=1)
+    return np.argsort(-s)[:k]
+
+
+def test_the_mips_transform_turns_inner_product_into_nearest_neighbour_order() -> None:
+    x = _vectors(500)
+    q = np.random.default_rng(1).standard_normal(16).astype(np.float32)
+    max_norm = float(np.linalg.norm(x, axis=1).max())
+    tx = transform_items(x, Transform.mips_to_l2, max_norm)
+    tq = transform_queries(q, Transform.mips_to_l2)[0]
+    by_l2 = np.argsort(np.linalg.norm(tx - tq, axis=1))[:20]
+    np.testing.assert_array_equal(by_l2, np.argsort(-(x @ q))[:20])
+
+
+@pytest.mark.parametrize("kind", [IndexKind.flat, IndexKind.hnsw, IndexKind.ivf])
+@pytest.mark.parametrize("metric", [Metric.ip, Metric.cosine, Metric.l2])
+def test_every_kind_and_metric_recalls_the_exact_top_10(kind: IndexKind, metric: Metric) -> None:
+    x = _vectors()
+    index, meta = build_index(x, IndexParams(kind=kind, metric=metric, ef_search=64), "als", "v.npy")
+    assert meta.kind is kind and meta.ntotal == len(x) and meta.dim == x.shape[1]
+    rng = np.random.default_rng(2)
+    hits = 0
+    for _ in range(30):
+        q = rng.standard_normal(16).astype(np.float32)
+        tq = transform_queries(q, meta.transform)
+        _, labels = index.search(tq, 10)
+        hits += len(set(labels[0].tolist()) & set(_exact(x, q, metric, 10).tolist()))
+    assert hits / 300 >= (1.0 if kind is IndexKind.flat else 0.9)
+
+
+def test_auto_picks_exact_search_for_a_small_catalog_and_a_graph_for_a_large_one() -> None:
+    small = build_index(_vectors(500), IndexParams(exact_below=1_000), "als", "v.npy")[1]
+    large = build_index(_vectors(1_500), IndexParams(exact_below=1_000), "als", "v.npy")[1]
+    assert small.kind is IndexKind.flat and large.kind is IndexKind.hnsw
+    assert large.transform in (Transform.none, Transform.mips_to_l2) and large.params["m"] == 32
+    assert set(large.params["ip_graph_trial"]) == {"none", "mips_to_l2"}
+    curve = large.params["calibration"]["recall_by_beam"]
+    assert curve[str(large.params["ef_search"])] >= 0.99 or large.params["ef_search"] >= 4_096
