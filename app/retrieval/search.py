@@ -38,10 +38,11 @@ class Plan(StrEnum):
 
 @dataclass(frozen=True)
 class SearchParams:
-    ef_search: int | None = None  # None: the value the index was built with
+    ef_search: int | None = None  # HNSW efSearch or IVF nprobe; None: the calibrated value
     oversample: float = 1.0  # graph plans fetch k * oversample before exact re-scoring
     exact_max_rows: int = 20_000  # at most this many allowed items: score them exactly
     inline_max_work: int = 1_000_000  # rows x dim below which a search runs on the event loop
+    filtered_boost: float = 4.0  # graph_filtered widens the beam by this / selectivity
 
 
 @dataclass(frozen=True)
@@ -193,18 +194,21 @@ class ItemIndex:
         fetch = min(self.n, math.ceil(k * params.oversample) + (0 if allowed is not None else len(excluded)))
         ef = max(params.ef_search or self._default_ef, fetch)
         q = transform_queries(query, self.meta.transform)
-        search_params: Any = None
+        nprobe = params.ef_search or int(self.meta.params.get("nprobe", 32))
         selector = None
         if allowed is not None:
             selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(allowed))
             share = max(allowed_count / self.n, 1e-6)
-            ef = min(int(ef / share), 16 * ef)  # a sparser filter needs a wider beam
+            # A sparser filter needs a wider beam (more inverted lists), and a filtered answer is
+            # held to a higher recall (0.99) than the unfiltered calibration target.
+            boost = params.filtered_boost / share
+            ef = min(int(ef * boost), 64 * ef)
+            nprobe = min(int(nprobe * boost), 64 * nprobe)
+        search_params: Any
         if self.meta.kind is IndexKind.hnsw:
             search_params = faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
-        elif selector is not None:
-            search_params = faiss.SearchParametersIVF(
-                sel=selector, nprobe=int(self.meta.params.get("nprobe", 32))
-            )
+        else:
+            search_params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, self.index.nlist))
         _, labels = self.index.search(q, fetch, params=search_params)
         rows = labels[0]
         rows = rows[rows >= 0]
