@@ -171,3 +171,15 @@ def test_a_publish_killed_half_way_leaves_the_old_version_live_and_a_rerun_compl
         await store.close()
 
     asyncio.run(cleanup())
+
+
+def test_the_cli_names_a_missing_version_in_one_line_without_a_traceback(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    result = CliRunner().invoke(app, ["publish", "als_v7", "--artifacts", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "als_v7" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["activate", "als_v7", "--artifacts", str(tmp_path)])
+    assert result.exit_code == 2 and "not completely written" in result.output
