@@ -44,7 +44,7 @@ class IndexParams:
     mips_to_l2: bool | None = None
     target_recall: float = 0.95  # calibration: smallest beam reaching this recall@calibration_k
     calibration_k: int = 100
-    calibration_queries: int = 200
+    calibration_queries: int = 500
     max_ef_search: int = 4_096
 
 
@@ -166,7 +166,7 @@ def build_index(
             if kind is IndexKind.ivf and beam >= index.nlist:
                 beam = index.nlist
                 break
-            beam *= 2
+            beam = max(beam + 1, int(beam * 1.5))  # a fine ladder: latency grows with the beam
         extra["ef_search" if kind is IndexKind.hnsw else "nprobe"] = beam
         extra["calibration"] = {"k": k, "queries": len(q), "recall_by_beam": curve}
         if kind is IndexKind.ivf:

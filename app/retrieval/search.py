@@ -143,7 +143,19 @@ class ItemIndex:
             return (Plan.graph if graph else Plan.exact), allowed
         if not graph or allowed <= params.exact_max_rows:
             return Plan.exact_filtered, allowed
+        if self.meta.kind is IndexKind.ivf:
+            # Compare work: the widened IVF probe walks its lists' entries (selector checked on
+            # each), exact scoring gathers and scores only the allowed rows (~1.5x per row).
+            nlist = int(self.index.nlist)
+            probes = min(nlist, self._filtered_beam(params, allowed))
+            if probes / nlist * self.n >= 1.5 * allowed:
+                return Plan.exact_filtered, allowed
         return Plan.graph_filtered, allowed
+
+    def _filtered_beam(self, params: SearchParams, allowed: int) -> int:
+        base = params.ef_search or int(self.meta.params.get("nprobe", self._default_ef))
+        share = max(allowed / self.n, 1e-6)
+        return min(int(base * params.filtered_boost / share), 64 * base)
 
     def work(self, plan: Plan, allowed: int) -> int:
         """Rough cost in rows x dim, to decide whether a search may run on the event loop."""
@@ -201,9 +213,8 @@ class ItemIndex:
             share = max(allowed_count / self.n, 1e-6)
             # A sparser filter needs a wider beam (more inverted lists), and a filtered answer is
             # held to a higher recall (0.99) than the unfiltered calibration target.
-            boost = params.filtered_boost / share
-            ef = min(int(ef * boost), 64 * ef)
-            nprobe = min(int(nprobe * boost), 64 * nprobe)
+            ef = min(int(ef * params.filtered_boost / share), 64 * ef)
+            nprobe = self._filtered_beam(params, allowed_count)
         search_params: Any
         if self.meta.kind is IndexKind.hnsw:
             search_params = faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
