@@ -130,6 +130,12 @@ class ItemIndex:
             scores[excluded] = _NEG_INF
             keep = np.isfinite(scores)
             return self._top(np.flatnonzero(keep), scores[keep], k)
+        if bitmaps.count(allowed) * 8 > self.n:
+            # Many rows pass: one product over every item and a mask beats gathering the rows.
+            scores = self.score(query)
+            scores[~np.unpackbits(allowed, count=self.n, bitorder="little").astype(bool)] = _NEG_INF
+            keep = np.isfinite(scores)
+            return self._top(np.flatnonzero(keep), scores[keep], k)
         rows = bitmaps.to_rows(allowed, self.n)
         return self._top(rows, self.score(query, rows), k)
 
