@@ -33,6 +33,7 @@ class PublishReport:
     total_seconds: float
     replayed_events: int
     previous: str | None
+    store: str = ""
     deleted: list[str] = field(default_factory=list)
 
     @property
@@ -144,5 +145,6 @@ async def publish_version(
         total_seconds=time.perf_counter() - start,
         replayed_events=replayed,
         previous=previous,
+        store=store.name,
         deleted=deleted,
     )

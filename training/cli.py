@@ -568,7 +568,7 @@ def demo(
     _print_train_report(report, time.perf_counter() - start)
     assert report.version_dir is not None
     published = run_publish(report.version_dir, _store_settings(settings.artifacts, None, None))
-    _say(f"published {published.version} ({published.users:,} users, {published.users_per_second:,.0f}/s)")
+    _say(f"published {published.version} ({published.users:,} users) to the {published.store} store")
 
 
 if __name__ == "__main__":
