@@ -176,13 +176,15 @@ class ItemIndex:
         filt: CompiledFilter = NO_FILTER,
         exclude: np.ndarray | None = None,
         params: SearchParams = SearchParams(),
+        planned: tuple[Plan, int] | None = None,
     ) -> SearchResult:
-        """Top-k rows for `query`: allowed by `filt`, never in its deny list nor in `exclude`."""
+        """Top-k rows for `query`: allowed by `filt`, never in its deny list nor in `exclude`.
+        `planned` is `self.plan(filt, params)` when the caller already has it."""
         excluded = (
             filt.denied if exclude is None or not len(exclude) else np.concatenate([filt.denied, exclude])
         )
         excluded = np.unique(excluded[(excluded >= 0) & (excluded < self.n)]) if len(excluded) else excluded
-        plan, allowed_count = self.plan(filt, params)
+        plan, allowed_count = planned or self.plan(filt, params)
         k = max(0, min(k, self.n))
         if k == 0:
             return SearchResult(np.empty(0, np.int64), np.empty(0, np.float32), plan, allowed_count)
@@ -243,7 +245,7 @@ class ItemIndex:
     ) -> SearchResult:
         """`search` for the event loop: small exact searches inline, anything bigger on a thread
         (Faiss and numpy release the GIL while they compute)."""
-        plan, allowed = self.plan(filt, params)
-        if self.work(plan, allowed) <= params.inline_max_work:
-            return self.search(query, k, filt, exclude, params)
-        return await asyncio.to_thread(self.search, query, k, filt, exclude, params)
+        planned = self.plan(filt, params)
+        if self.work(*planned) <= params.inline_max_work:
+            return self.search(query, k, filt, exclude, params, planned)
+        return await asyncio.to_thread(self.search, query, k, filt, exclude, params, planned)
