@@ -28,6 +28,7 @@ class UserProfile:
     version: str
     known: bool  # published in this version (has embeddings from training)
     count: int  # interactions: distinct items at training time + events recorded since
+    live: int = 0  # events recorded since the version was trained (part of `count`)
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     seen: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
     recent_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))

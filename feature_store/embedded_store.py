@@ -175,6 +175,7 @@ class EmbeddedStore:
             profile.recent_weights = np.asarray(t.recent_weights[lo:hi], np.float32)
         live = self._live.get((version, user_id))
         if live is not None:
+            profile.live = live.count
             profile.count += live.count
             profile.seen = np.concatenate([profile.seen, np.array(live.seen, np.int32)])
             if live.recent:

@@ -186,7 +186,8 @@ class RedisStore:
             profile.embeddings = base.embeddings
             profile.seen = base.seen
             profile.recent_items, profile.recent_weights = base.recent_items, base.recent_weights
-        profile.count += int(live_count or 0)
+        profile.live = int(live_count or 0)
+        profile.count += profile.live
         if live_seen:
             profile.seen = np.concatenate([profile.seen, np.frombuffer(live_seen, "<i4")])
         if live_recent:

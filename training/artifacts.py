@@ -91,6 +91,8 @@ def write_als_version(
         hyper = {**result.params.as_dict(), "best_iteration": result.best_iteration}
         if dataset.times is not None and len(dataset.times):
             hyper["data_until"] = int(dataset.times.max())
+        if dataset.info.get("event_weights"):
+            hyper["event_weights"] = dict(dataset.info["event_weights"])  # serving weighs live events alike
         hyper.update(extra_hyperparameters or {})
         # The version name is only known for sure at rename time; retry on a concurrent writer.
         for _ in range(100):

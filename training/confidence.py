@@ -8,31 +8,12 @@ implicit reads as preference 0 with confidence |value|.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import numpy as np
 import scipy.sparse as sp
 
+from feature_store.confidence import Scaling, scale_values
 
-class Scaling(StrEnum):
-    linear = "linear"  # the weight itself (the seed's behaviour)
-    log = "log"  # log1p(|w|): counts spanning orders of magnitude become comparable
-    binary = "binary"  # 1 for any positive pair: only whether it happened
-
-
-def scale_values(values: np.ndarray, scaling: Scaling) -> np.ndarray:
-    """Element-wise scaling that keeps the sign of each value."""
-    scaling = Scaling(scaling)
-    magnitude = np.abs(values)
-    if scaling is Scaling.linear:
-        scaled = magnitude
-    elif scaling is Scaling.log:
-        scaled = np.log1p(magnitude)
-    elif scaling is Scaling.binary:
-        scaled = np.ones_like(magnitude)
-    else:  # pragma: no cover - enum is exhaustive
-        raise ValueError(scaling)
-    return (np.sign(values) * scaled).astype(np.float32)
+__all__ = ["Scaling", "choose_default_scaling", "scale_matrix", "scale_values"]
 
 
 def scale_matrix(matrix: sp.csr_matrix, scaling: Scaling) -> sp.csr_matrix:

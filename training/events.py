@@ -6,20 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from feature_store.confidence import DEFAULT_EVENT_WEIGHTS
 from training.errors import UnknownEventTypesError
 
-# From the ALS training guide (seed 000). `dislike` is negative on purpose: see dataset.py for
-# how a net-negative pair becomes an explicit "not interested" signal instead of being dropped.
-DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
-    "view": 0.5,
-    "click": 1.0,
-    "like": 2.0,
-    "dislike": -1.0,
-    "favorite": 2.5,
-    "apply": 3.0,
-    "interest": 3.5,
-}
-
+__all__ = ["DEFAULT_EVENT_WEIGHTS", "event_weights_for"]
 
 def event_weights_for(
     event_types: pa.Array | pa.ChunkedArray,

@@ -42,7 +42,7 @@ class IndexParams:
     # Neither wins everywhere (measured: 0.95 vs 0.43 recall@10 on one data set, 0.88 vs 0.94 on
     # another), so None tries both on a sample of the catalog and keeps the better one.
     mips_to_l2: bool | None = None
-    target_recall: float = 0.95  # calibration: smallest beam reaching this recall@calibration_k
+    target_recall: float = 0.96  # calibration: smallest beam reaching this recall@calibration_k
     calibration_k: int = 100
     calibration_queries: int = 500
     max_ef_search: int = 4_096

@@ -1,0 +1,77 @@
+"""The app factory: `uvicorn --factory app.main:create_app` or `recsys serve`.
+
+The lifespan opens the feature store, loads the active version (verified, index read once),
+starts polling the active pointer, and closes everything on shutdown. Settings are read once,
+here, from RECSYS_* variables (or passed in by tests and the CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.experiments import load_experiment
+from app.health import StoreHealth
+from app.metrics import ServiceMetrics
+from app.middleware import ObservedLimitedMiddleware
+from app.recommend import Recommender
+from app.routers import admin, candidates, health, interactions
+from app.settings import ServeSettings
+from app.state import Services
+from app.version_registry import VersionRegistry
+from feature_store.factory import open_store
+from feature_store.settings import StoreSettings
+
+log = logging.getLogger("recsys.app")
+
+DESCRIPTION = """
+Candidate generation for recommendations. `POST /candidates` routes each user by interaction count
+(cold: popularity or content, warm: ALS, hot: ensemble) and searches the item index under filters;
+every answer names the `method_used`, the `model_version` and the A/B `variant`.
+`POST /interactions` records events that the next request already sees.
+"""
+
+
+def create_app(settings: ServeSettings | None = None, store_settings: StoreSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    store_settings = store_settings or StoreSettings(artifacts=settings.artifacts)
+    experiment = load_experiment(settings.ab_config)  # a bad A/B file stops start-up with its reason
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(store_settings)
+        health = StoreHealth()
+        registry = VersionRegistry(
+            settings.artifacts, store, experiment, settings.event_weights, metrics, settings.store_timeout_s
+        )
+        recommender = Recommender(settings, store, registry, metrics, health, store_settings.recent_limit)
+        svc = Services(settings, store, experiment, registry, recommender, metrics, health)
+        await registry.refresh()
+        if registry.active is None:
+            log.warning("no model version loaded yet (publish one); /candidates answers 503 until then")
+        if settings.reload_poll_s > 0:
+            svc.tasks.append(asyncio.create_task(registry.poll(settings.reload_poll_s)))
+        app.state.services = svc
+        try:
+            yield
+        finally:
+            for task in svc.tasks:
+                task.cancel()
+            await asyncio.gather(*svc.tasks, return_exceptions=True)
+            await store.close()
+
+    app = FastAPI(
+        title="recsys candidate service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    for module in (candidates, interactions, health, admin):
+        app.include_router(module.router)
+    app.add_middleware(ObservedLimitedMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,67 @@
+"""Prometheus metrics of one app instance (its own registry, so tests can build many apps).
+
+With several uvicorn workers, `recsys serve` sets PROMETHEUS_MULTIPROC_DIR and /metrics merges
+every worker's values (prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SEARCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_seconds = Histogram(
+            "recsys_http_request_duration_seconds",
+            "HTTP request latency by route template and status.",
+            ["route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.candidates = Counter(
+            "recsys_candidates_requests",
+            "Answered /candidates requests (exposures) by variant, tier and method used.",
+            ["variant", "tier", "method"],
+            registry=r,
+        )
+        self.search_seconds = Histogram(
+            "recsys_index_search_seconds",
+            "Item index search time by plan.",
+            ["plan"],
+            buckets=_SEARCH_BUCKETS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "recsys_store_errors", "Feature store calls that failed or timed out.", ["operation"], registry=r
+        )
+        self.interactions = Counter(
+            "recsys_interactions_events",
+            "Events received by POST /interactions by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.version_loads = Counter(
+            "recsys_version_loads", "Model version loads by outcome.", ["outcome"], registry=r
+        )
+        self.active_version = Gauge(
+            "recsys_active_version_info",
+            "1 for the version serving by default.",
+            ["version"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)

@@ -1,0 +1,98 @@
+"""ALS fold-in: a user's vector solved against a version's fixed item factors.
+
+This is the per-user half step of the ALS solver (what implicit's `recalculate_user` does), so a
+user who crossed into the warm tier through `POST /interactions`, or a known user with new
+events, is scored without a retrain. For a confidence `c_i = alpha * scale(w_i)` on the user's
+items (negative = dislike: preference 0 with confidence |c_i|) and 1 everywhere else:
+
+    (YᵀY + Σ_i (c_i - 1) y_i y_iᵀ + λI) x = Σ_i [c_i p_i] y_i
+
+Biased versions (training's own solver) store items as [y, 1, b_i] and users as [x, b_u, 1]: the
+user solves for [x, b_u] against [y, 1] with b_i as a fixed offset, and gets the 1 appended.
+YᵀY (and Yᵀb for biases) are computed once per version, so a fold-in costs
+O(n_items_of_user · f² + f³): about 0.1 ms for 20 items at f=128.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from feature_store.confidence import Scaling, scale_values
+
+
+@dataclass(frozen=True)
+class FoldInModel:
+    design: np.ndarray  # items x d: Y, or [Y, 1] for a biased version
+    offset: np.ndarray | None  # item biases b_i (biased versions), else None
+    gram: np.ndarray  # d x d: designᵀdesign + λI
+    offset_term: np.ndarray  # d: -designᵀb over all items (zeros without biases)
+    alpha: float
+    scaling: Scaling
+    biased: bool
+
+    @classmethod
+    def from_factors(
+        cls,
+        item_factors: np.ndarray,
+        regularization: float,
+        alpha: float,
+        scaling: Scaling | str,
+        biased: bool,
+    ) -> FoldInModel:
+        items = np.asarray(item_factors, np.float64)
+        design, offset = (items[:, :-1], items[:, -1]) if biased else (items, None)
+        d = design.shape[1]
+        gram = design.T @ design + regularization * np.eye(d)
+        offset_term = -(design.T @ offset) if offset is not None else np.zeros(d)
+        return cls(design, offset, gram, offset_term, float(alpha), Scaling(scaling), biased)
+
+    def fold_in(self, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The user vector (float32, as stored in the version) for items `rows` with aggregated
+        raw event weights `weights` (summed per item, as training aggregates a pair)."""
+        rows = np.asarray(rows, np.int64)
+        weights = np.asarray(weights, np.float64)
+        if len(rows):
+            rows, inverse = np.unique(rows, return_inverse=True)
+            weights = np.bincount(inverse, weights=weights, minlength=len(rows))
+        keep = weights != 0
+        rows, weights = rows[keep], weights[keep]
+        conf = np.abs(scale_values(weights, self.scaling)).astype(np.float64) * self.alpha
+        pref = (weights > 0).astype(np.float64)
+        z = self.design[rows]
+        a = self.gram + (z.T * (conf - 1.0)) @ z
+        target = conf * pref
+        b = self.offset_term.copy()
+        if self.offset is not None:
+            o = self.offset[rows]
+            target = conf * (pref - o) + o  # observed cells replace their (0 - o) term of offset_term
+        b += z.T @ target
+        x = np.linalg.solve(a, b)
+        if self.biased:
+            x = np.append(x, 1.0)
+        return x.astype(np.float32)
+
+
+def profile_interactions(
+    seen: np.ndarray,
+    recent_items: np.ndarray,
+    recent_weights: np.ndarray,
+    limit: int,
+    default_weight: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, aggregated weights) a fold-in uses, from what the store keeps per user.
+
+    Recent items carry their weights (published pairs aggregated, run-time events one by one, so
+    summing them per row is the training aggregation); older seen items kept no weight and count
+    as `default_weight` (a click). At most `limit` rows, recent ones first, bound the cost.
+    """
+    rows, inverse = np.unique(np.asarray(recent_items, np.int64), return_inverse=True)
+    weights = np.bincount(inverse, weights=np.asarray(recent_weights, np.float64), minlength=len(rows))
+    rows, weights = rows[:limit], weights[:limit]
+    room = limit - len(rows)
+    if room > 0 and len(seen):
+        older = np.setdiff1d(np.asarray(seen, np.int64), rows)[:room]
+        rows = np.concatenate([rows, older])
+        weights = np.concatenate([weights, np.full(len(older), default_weight)])
+    return rows, weights

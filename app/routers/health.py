@@ -1,0 +1,56 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.state import Services, services
+from feature_store.base import StoreUnavailableError
+
+router = APIRouter(tags=["operations"])
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> Response:
+    return _json({"status": "alive"})
+
+
+@router.get(
+    "/readyz",
+    summary="A model version is loaded; says whether the store is reachable",
+    responses={503: {"description": "No model version is loaded: do not send traffic yet."}},
+)
+async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
+    """200 `ready`, or 200 `degraded` while the store is unreachable (requests still get popularity
+    answers, so a load balancer should keep sending them), or 503 `not_ready` with no version."""
+    try:
+        async with asyncio.timeout(svc.settings.store_timeout_s):
+            await svc.store.ping()
+        svc.health.succeeded()
+    except (StoreUnavailableError, TimeoutError) as exc:
+        svc.metrics.store_errors.labels("ping").inc()
+        svc.health.failed(str(exc) or "ping timed out")
+    active = svc.registry.active
+    body = {
+        "status": "not_ready" if active is None else ("ready" if svc.health.ok else "degraded"),
+        "model_version": active.name if active else None,
+        "pinned_versions": sorted(svc.registry.pinned),
+        "refused_versions": svc.registry.failed,
+        "store": {"name": svc.store.name, "ok": svc.health.ok, "reason": svc.health.reason},
+    }
+    return _json(body, 503 if active is None else 200)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
+    return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,49 @@
+"""POST /interactions: events recorded at run time, seen by the very next /candidates call."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header
+from fastapi.responses import Response
+
+from app.errors import field_error
+from app.schemas import ErrorResponse, InteractionBatch, InteractionEvent, InteractionsResponse
+from app.state import Services, services
+from feature_store.base import StoreUnavailableError
+
+router = APIRouter(tags=["interactions"])
+
+
+@router.post(
+    "/interactions",
+    response_model=InteractionsResponse,
+    summary="Record one event or a batch",
+    responses={
+        503: {"model": ErrorResponse, "description": "The store is unreachable: nothing was stored, retry."},
+    },
+)
+async def post_interactions(
+    body: Annotated[InteractionEvent | InteractionBatch, Body(description="One event, or {events: [...]}.")],
+    svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=128, description="Same as the body's request_id: a retry stores nothing twice."),
+    ] = None,
+) -> Response:
+    """Updates the user's count, recent items and seen set in every served version and appends
+    the events to the stream the next training run reads. Unknown item ids are stored and
+    streamed (the next model may know them) and counted in `unknown_items`."""
+    batch = body if isinstance(body, InteractionBatch) else InteractionBatch(events=[body])
+    if len(batch.events) > svc.settings.max_events_per_request:
+        raise field_error(
+            ("body", "events"), f"at most {svc.settings.max_events_per_request} events per request", None
+        )
+    request_id = batch.request_id or idempotency_key
+    try:
+        result = await svc.recommender.record(batch, request_id)
+    except StoreUnavailableError as exc:
+        detail = f"not stored: the feature store is unavailable ({exc}); retry with the same request id"
+        return Response(orjson.dumps({"detail": detail}), status_code=503, media_type="application/json")
+    return Response(orjson.dumps(result), media_type="application/json")

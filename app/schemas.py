@@ -1,0 +1,151 @@
+"""Request and response bodies of the public API, with the bounds and examples OpenAPI shows."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.retrieval.filters import Filters
+
+# Ids are opaque strings (UUIDs in real life): printable, bounded.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+MAX_ID_LENGTH = 256
+HARD_MAX_K = 10_000  # the schema's bound; the configured `max_k` is checked per request
+
+
+def _id_field(description: str, example: str) -> object:
+    return Field(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description=description,
+        examples=[example],
+    )
+
+
+class CandidatesRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "u000042", "k": 100},
+                {
+                    "user_id": "u000042",
+                    "k": 20,
+                    "exclude_seen": True,
+                    "filters": {"attributes": {"category": {"in": ["fintech"]}}, "deny_items": ["i000017"]},
+                },
+            ]
+        },
+    )
+
+    user_id: str = _id_field("The user to find candidates for; unknown ids get popularity.", "u000042")  # type: ignore[assignment]
+    k: int | None = Field(
+        None, ge=1, le=HARD_MAX_K, description="How many candidates (1 to the configured max_k; default 100)."
+    )
+    filters: Filters | None = Field(None, description="Attribute conditions and allow/deny item lists.")
+    exclude_seen: bool = Field(True, description="Leave out items the user already interacted with.")
+
+
+class Candidate(BaseModel):
+    item_id: str
+    score: float = Field(description="Higher is better; comparable within one answer.")
+    source: str = Field(description="The model that proposed the item (als, popularity, ...).")
+
+
+class CandidatesResponse(BaseModel):
+    user_id: str
+    tier: str = Field(description="cold, warm or hot by interaction count; unknown when the store failed.")
+    method_used: str = Field(
+        description="What produced the candidates: popularity, content_based, als, two_tower, ensemble, "
+        "or popularity_fallback when the tier's method could not serve."
+    )
+    model_version: str = Field(description="The model version that answered, e.g. als_v3.")
+    variant: str = Field(description="The A/B variant (also in the X-AB-Variant response header).")
+    candidates: list[Candidate]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "u000042",
+                    "tier": "warm",
+                    "method_used": "als",
+                    "model_version": "als_v3",
+                    "variant": "default",
+                    "candidates": [{"item_id": "i000311", "score": 0.83, "source": "als"}],
+                }
+            ]
+        }
+    )
+
+
+class InteractionEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = _id_field("Who interacted.", "u000042")  # type: ignore[assignment]
+    item_id: str = _id_field("With which item.", "i000311")  # type: ignore[assignment]
+    event_type: str | None = Field(
+        None,
+        max_length=64,
+        description="view, click, like, dislike, favorite, apply, interest (the version's table).",
+    )
+    weight: float | None = Field(
+        None, ge=-1e6, le=1e6, description="An explicit weight instead of event_type."
+    )
+    timestamp: float | None = Field(
+        None, ge=0, le=1e11, description="Unix seconds; default: when the server receives it."
+    )
+
+    @field_validator("weight", "timestamp")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _weight_or_type(self) -> InteractionEvent:
+        if self.event_type is None and self.weight is None:
+            raise ValueError("give event_type or weight")
+        return self
+
+
+class InteractionBatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "7f0c1e6a-batch-1",
+                    "events": [
+                        {"user_id": "u000042", "item_id": "i000311", "event_type": "like"},
+                        {"user_id": "u000042", "item_id": "i000017", "event_type": "view"},
+                    ],
+                }
+            ]
+        },
+    )
+
+    events: list[InteractionEvent] = Field(min_length=1, max_length=100_000)
+    request_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=ID_PATTERN,
+        description="Idempotency key: a repeated id stores nothing again (also the Idempotency-Key header).",
+    )
+
+
+class InteractionsResponse(BaseModel):
+    stored: int = Field(description="Events applied and appended to the stream by this request.")
+    duplicate: bool = Field(description="The request id was seen before; nothing was stored again.")
+    unknown_items: int = Field(
+        description="Events whose item the serving model does not know (still stored)."
+    )
+    model_version: str | None = Field(description="The version whose profiles were updated.")
+
+
+class ErrorResponse(BaseModel):
+    detail: str

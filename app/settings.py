@@ -1,0 +1,71 @@
+"""Serving settings, all in one place (env prefix RECSYS_, the same names as `recsys serve` options).
+
+The feature store's own settings (RECSYS_REDIS_URL and friends) live in
+`feature_store/settings.py`; the app reads both once, at start-up, and hands them down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from feature_store.confidence import DEFAULT_EVENT_WEIGHTS
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="ignore")
+
+    artifacts: Path = Field(Path("artifacts"), description="Folder of model versions (index files).")
+    host: str = Field("127.0.0.1", description="Address uvicorn binds (`recsys serve --host`).")
+    port: int = Field(8000, ge=1, le=65535, description="Port uvicorn binds.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes; one per core is the measured sweet spot (README).",
+    )
+    # -- the request ------------------------------------------------------------------------
+    max_k: int = Field(1_000, ge=1, le=10_000, description="Largest `k` a request may ask for.")
+    default_k: int = Field(100, ge=1, description="`k` when a request gives none.")
+    max_body_bytes: int = Field(1 << 20, ge=1_024, description="Larger request bodies get a 413.")
+    max_events_per_request: int = Field(1_000, ge=1, le=100_000, description="Events per POST /interactions.")
+    # -- routing (DESIGN.md's tier table) ---------------------------------------------------
+    warm_min_interactions: int = Field(5, ge=1, description="Users with fewer interactions are cold.")
+    hot_min_interactions: int = Field(20, ge=2, description="Users with at least this many are hot.")
+    ab_config: Path | None = Field(
+        None, description="A/B variants file (TOML or JSON); unset = one variant named 'default'."
+    )
+    # -- the store and search budget ------------------------------------------------------
+    store_timeout_s: float = Field(
+        0.2, gt=0, le=30, description="Budget of one feature-store call; past it the answer degrades."
+    )
+    ef_search: int | None = Field(
+        None,
+        ge=1,
+        le=65_536,
+        description="HNSW efSearch / IVF nprobe; unset = the version's calibrated value.",
+    )
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Event weights for versions whose manifest records none.",
+    )
+    foldin_max_items: int = Field(
+        2_000, ge=1, description="Most recent items a fold-in uses (bounds its cost for huge histories)."
+    )
+    # -- versions -------------------------------------------------------------------------
+    reload_poll_s: float = Field(
+        5.0, ge=0, description="How often the active-version pointer is checked; 0 = only on admin reload."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of /admin/*; unset = admin endpoints are disabled."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeSettings:
+        if self.hot_min_interactions <= self.warm_min_interactions:
+            raise ValueError("hot_min_interactions must be greater than warm_min_interactions")
+        if self.default_k > self.max_k:
+            raise ValueError("default_k must not exceed max_k")
+        return self
