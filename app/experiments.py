@@ -104,7 +104,8 @@ def load_experiment(path: Path | None) -> Experiment:
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text.decode())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ExperimentConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ExperimentConfigError(f"{path}: not valid {kind}: {exc}") from exc
     try:
         return Experiment.model_validate(raw)
     except ValidationError as exc:

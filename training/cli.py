@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from tqdm import tqdm
 
+from app.experiments import ExperimentConfigError
 from feature_store.base import StoreUnavailableError
 from feature_store.errors import VersionNotReadyError
 from feature_store.index_files import IndexKind, Metric
@@ -56,7 +57,13 @@ def friendly_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (TrainingInputError, ArtifactError, VersionNotReadyError, ValueError) as exc:
+        except (
+            TrainingInputError,
+            ArtifactError,
+            VersionNotReadyError,
+            ValueError,
+            ExperimentConfigError,
+        ) as exc:
             typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         except StoreUnavailableError as exc:
@@ -541,6 +548,59 @@ def activate(
     typer.echo(f"{version} is live (was: {old or 'none'})")
 
 
+def _serve_env(
+    artifacts: Path | None, redis_url: str | None, prefix: str | None, **options: Any
+) -> dict[str, str]:
+    """Options as RECSYS_* variables: uvicorn's workers build their apps from the environment."""
+    env = {f"RECSYS_{k.upper()}": str(v) for k, v in options.items() if v is not None}
+    if artifacts is not None:
+        env["RECSYS_ARTIFACTS"] = str(artifacts)
+    if redis_url is not None:
+        env["RECSYS_REDIS_URL"] = redis_url
+    if prefix is not None:
+        env["RECSYS_REDIS_PREFIX"] = prefix
+    return env
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (env RECSYS_HOST; default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env RECSYS_PORT; default 8000).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="uvicorn worker processes, one per core (env RECSYS_WORKERS; default 1)."),
+    ] = None,
+    artifacts: Annotated[Path | None, typer.Option(help="Folder of model versions.")] = None,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    ab_config: Annotated[
+        Path | None, typer.Option(help="A/B variants file, TOML or JSON (env RECSYS_AB_CONFIG).")
+    ] = None,
+) -> None:
+    """Serve POST /candidates and POST /interactions (docs at /docs) with uvicorn.
+
+    Everything else (max_k, tier thresholds, timeouts, RECSYS_ADMIN_TOKEN) comes from RECSYS_*
+    environment variables; see the README's settings table.
+    """
+    from app.experiments import load_experiment
+    from app.server import serve as run_server
+    from app.settings import ServeSettings
+
+    env = _serve_env(artifacts, redis_url, prefix, host=host, port=port, workers=workers, ab_config=ab_config)
+    import os
+
+    os.environ.update(env)
+    settings = ServeSettings()
+    load_experiment(settings.ab_config)  # a bad A/B file: one clear line now, not per worker
+    typer.echo(
+        f"serving on http://{settings.host}:{settings.port} (docs: /docs), {settings.workers} worker(s)"
+    )
+    run_server(settings)
+
+
 @app.command()
 @friendly_errors
 def demo(
@@ -548,8 +608,12 @@ def demo(
     users: Annotated[int, typer.Option(help="Synthetic users.")] = 20_000,
     items: Annotated[int, typer.Option(help="Synthetic items.")] = 5_000,
     interactions: Annotated[int, typer.Option(help="Synthetic events.")] = 500_000,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the service on the new version afterwards.")
+    ] = True,
+    port: Annotated[int, typer.Option(help="Port of the service.")] = 8000,
 ) -> None:
-    """Generate synthetic data, train and evaluate ALS, write a version: the whole job in one go."""
+    """Generate synthetic data, train and evaluate ALS, publish, and serve: the whole job in one go."""
     from training.pipeline import load_dataset_from
     from training.pipeline import train as run_train
     from training.readers import read_items
@@ -569,6 +633,16 @@ def demo(
     assert report.version_dir is not None
     published = run_publish(report.version_dir, _store_settings(settings.artifacts, None, None))
     _say(f"published {published.version} ({published.users:,} users) to the {published.store} store")
+    if serve_after:
+        serve(
+            host=None,
+            port=port,
+            workers=None,
+            artifacts=settings.artifacts,
+            redis_url=None,
+            prefix=None,
+            ab_config=None,
+        )
 
 
 if __name__ == "__main__":

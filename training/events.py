@@ -11,6 +11,7 @@ from training.errors import UnknownEventTypesError
 
 __all__ = ["DEFAULT_EVENT_WEIGHTS", "event_weights_for"]
 
+
 def event_weights_for(
     event_types: pa.Array | pa.ChunkedArray,
     weights: dict[str, float],

@@ -23,23 +23,13 @@ from feature_store.publish import publish_version
 from feature_store.redis_store import RedisStore
 from feature_store.settings import StoreSettings
 from feature_store.version_files import load_profile_table
-from training.dataset import build_dataset
-from training.events import DEFAULT_EVENT_WEIGHTS
-from training.interaction_log import from_table
-from training.pipeline import train
-from training.settings import TrainSettings
-from training.synthetic import SyntheticConfig, generate
+from tests.builders import train_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _train_versions(artifacts: Path, users: int, versions: int) -> list[Path]:
-    data = generate(SyntheticConfig(users=users, items=300, interactions=users * 12, clusters=6, seed=5))
-    dataset = build_dataset(from_table(data.interactions, DEFAULT_EVENT_WEIGHTS))
-    settings = TrainSettings(
-        artifacts=artifacts, factors=8, regularization=1.0, alpha=4.0, iterations=2, test_split=0.0
-    )
-    return [train(dataset, settings, items=data.items).version_dir for _ in range(versions)]  # type: ignore[misc]
+    return train_versions(artifacts, users=users, versions=versions)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,25 @@
+"""Small real versions for tests: synthetic logs trained with the real pipeline (seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.dataset import build_dataset
+from training.events import DEFAULT_EVENT_WEIGHTS
+from training.interaction_log import from_table
+from training.pipeline import train
+from training.settings import TrainSettings
+from training.synthetic import SyntheticConfig, SyntheticData, generate
+
+
+def small_data(users: int = 600, items: int = 300, seed: int = 5) -> SyntheticData:
+    return generate(SyntheticConfig(users=users, items=items, interactions=users * 12, clusters=6, seed=seed))
+
+
+def train_versions(artifacts: Path, users: int = 600, versions: int = 1, factors: int = 8) -> list[Path]:
+    data = small_data(users)
+    dataset = build_dataset(from_table(data.interactions, DEFAULT_EVENT_WEIGHTS))
+    settings = TrainSettings(
+        artifacts=artifacts, factors=factors, regularization=1.0, alpha=4.0, iterations=2, test_split=0.0
+    )
+    return [train(dataset, settings, items=data.items).version_dir for _ in range(versions)]  # type: ignore[misc]
