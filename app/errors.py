@@ -17,3 +17,25 @@ def field_error(loc: Sequence[str | int], message: str, value: Any = None) -> Re
 
 class NoVersionError(Exception):
     """No model version is loaded yet (nothing published, or every candidate refused)."""
+
+
+def _scalar(value: Any) -> bool:
+    return (
+        value is None
+        or isinstance(value, bool | int | float)
+        or (isinstance(value, str) and len(value) <= 200)
+    )
+
+
+def validation_body(errors: Sequence[Any]) -> dict[str, Any]:
+    """FastAPI's 422 shape, made safe to serialise whatever was sent: NaN becomes null, and a
+    large offending value is not echoed back (the field path says where it was)."""
+    detail = []
+    for error in errors:
+        item = {"type": error.get("type"), "loc": list(error.get("loc", ())), "msg": error.get("msg")}
+        if _scalar(error.get("input")):
+            item["input"] = error.get("input")
+        if error.get("ctx"):
+            item["ctx"] = {k: v if _scalar(v) else str(v) for k, v in error["ctx"].items()}
+        detail.append(item)
+    return {"detail": detail}

@@ -12,8 +12,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 
+from app.errors import validation_body
 from app.experiments import load_experiment
 from app.health import StoreHealth
 from app.metrics import ServiceMetrics
@@ -73,5 +77,11 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
     )
     for module in (candidates, interactions, health, admin):
         app.include_router(module.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        body = orjson.dumps(validation_body(exc.errors()), default=str)
+        return Response(body, status_code=422, media_type="application/json")
+
     app.add_middleware(ObservedLimitedMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

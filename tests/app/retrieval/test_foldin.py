@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +73,8 @@ def test_a_version_without_hyperparameters_serves_without_fold_in(tmp_path: Path
     from app.versions import _foldin_model
     from feature_store.manifest import Manifest
 
-    manifest = Manifest.model_validate(
-        json.loads(
-            '{"version": "als_v1", "created": "x", "model_family": "als", "data_fingerprint": "x", "files": {}}'
-        )
-    )
+    fields = {"version": "als_v1", "created": "x", "model_family": "als", "data_fingerprint": "x"}
+    manifest = Manifest.model_validate({**fields, "files": {}})
 
     class Index:
         vectors = np.ones((3, 2), np.float32)
