@@ -41,6 +41,7 @@ class Services:
         return variant
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """An async dependency on purpose: FastAPI runs sync ones on a thread pool, per request."""
     svc: Services = request.app.state.services
     return svc

@@ -10,6 +10,7 @@ reload asks for another try.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -77,6 +78,9 @@ class VersionRegistry:
             log.error("version %s refused, keeping %s: %s", name, self._name(), exc)
             return None
         self.failed.pop(name, None)
+        # A 1M-item version is millions of long-lived objects (ids, lookup dicts): keep them out
+        # of the collector's generations so a full collection does not walk them mid-request.
+        gc.freeze()
         self.metrics.version_loads.labels("loaded").inc()
         log.info("version %s loaded from %s", name, loaded.folder)
         return loaded

@@ -24,7 +24,7 @@ from feature_store.confidence import Scaling, scale_values
 
 @dataclass(frozen=True)
 class FoldInModel:
-    design: np.ndarray  # items x d: Y, or [Y, 1] for a biased version
+    design: np.ndarray  # items x d (float32 view): Y, or [Y, 1] for a biased version
     offset: np.ndarray | None  # item biases b_i (biased versions), else None
     gram: np.ndarray  # d x d: designᵀdesign + λI
     offset_term: np.ndarray  # d: -designᵀb over all items (zeros without biases)
@@ -41,11 +41,18 @@ class FoldInModel:
         scaling: Scaling | str,
         biased: bool,
     ) -> FoldInModel:
-        items = np.asarray(item_factors, np.float64)
+        items = np.asarray(item_factors)
+        # Views, not copies: a 1M-item version must not cost each worker another 500 MB.
         design, offset = (items[:, :-1], items[:, -1]) if biased else (items, None)
         d = design.shape[1]
-        gram = design.T @ design + regularization * np.eye(d)
-        offset_term = -(design.T @ offset) if offset is not None else np.zeros(d)
+        gram = np.zeros((d, d))
+        offset_term = np.zeros(d)
+        for start in range(0, len(design), 65_536):  # accumulate in float64, chunk by chunk
+            chunk = design[start : start + 65_536].astype(np.float64)
+            gram += chunk.T @ chunk
+            if offset is not None:
+                offset_term -= chunk.T @ offset[start : start + 65_536].astype(np.float64)
+        gram += regularization * np.eye(d)
         return cls(design, offset, gram, offset_term, float(alpha), Scaling(scaling), biased)
 
     def fold_in(self, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -60,12 +67,12 @@ class FoldInModel:
         rows, weights = rows[keep], weights[keep]
         conf = np.abs(scale_values(weights, self.scaling)).astype(np.float64) * self.alpha
         pref = (weights > 0).astype(np.float64)
-        z = self.design[rows]
+        z = self.design[rows].astype(np.float64)
         a = self.gram + (z.T * (conf - 1.0)) @ z
         target = conf * pref
         b = self.offset_term.copy()
         if self.offset is not None:
-            o = self.offset[rows]
+            o = self.offset[rows].astype(np.float64)
             target = conf * (pref - o) + o  # observed cells replace their (0 - o) term of offset_term
         b += z.T @ target
         x = np.linalg.solve(a, b)

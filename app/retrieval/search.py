@@ -120,6 +120,15 @@ class ItemIndex:
         order = np.argsort(-scores, kind="stable")
         return rows[order], scores[order]
 
+    @staticmethod
+    def _top_masked(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of a full score vector where masked rows are -inf, without compacting it first."""
+        part = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
+        rows = part[np.argsort(-scores[part], kind="stable")]
+        top = scores[rows]
+        keep = np.isfinite(top)  # fewer than k unmasked rows: drop the masked ones that filled in
+        return rows[keep], top[keep]
+
     def _exact(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None, excluded: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -128,14 +137,12 @@ class ItemIndex:
         if allowed is None:
             scores = self.score(query)
             scores[excluded] = _NEG_INF
-            keep = np.isfinite(scores)
-            return self._top(np.flatnonzero(keep), scores[keep], k)
+            return self._top_masked(scores, k)
         if bitmaps.count(allowed) * 8 > self.n:
             # Many rows pass: one product over every item and a mask beats gathering the rows.
             scores = self.score(query)
             scores[~np.unpackbits(allowed, count=self.n, bitorder="little").astype(bool)] = _NEG_INF
-            keep = np.isfinite(scores)
-            return self._top(np.flatnonzero(keep), scores[keep], k)
+            return self._top_masked(scores, k)
         rows = bitmaps.to_rows(allowed, self.n)
         return self._top(rows, self.score(query, rows), k)
 
@@ -183,7 +190,8 @@ class ItemIndex:
         excluded = (
             filt.denied if exclude is None or not len(exclude) else np.concatenate([filt.denied, exclude])
         )
-        excluded = np.unique(excluded[(excluded >= 0) & (excluded < self.n)]) if len(excluded) else excluded
+        if len(excluded):  # duplicates are harmless below; sorting them out would cost more
+            excluded = excluded[(excluded >= 0) & (excluded < self.n)]
         plan, allowed_count = planned or self.plan(filt, params)
         k = max(0, min(k, self.n))
         if k == 0:

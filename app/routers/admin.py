@@ -17,7 +17,7 @@ from feature_store.errors import VersionNotReadyError
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-def require_admin(
+async def require_admin(
     svc: Annotated[Services, Depends(services)],
     authorization: Annotated[str | None, Header(description="Bearer <RECSYS_ADMIN_TOKEN>")] = None,
 ) -> Services:
