@@ -8,6 +8,7 @@ bench measured best on a 2-core machine (README); more workers than cores only a
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import tempfile
 
@@ -18,6 +19,12 @@ def serve(settings: ServeSettings, env: dict[str, str] | None = None) -> None:
     import uvicorn
 
     os.environ.update(env or {})
+    if settings.workers > 1 and not os.environ.get("RECSYS_REDIS_URL"):
+        logging.getLogger("recsys.server").warning(
+            "%d workers on the embedded store: each worker keeps its own run-time events "
+            "(POST /interactions), so they disagree; set RECSYS_REDIS_URL for more than one worker",
+            settings.workers,
+        )
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics to files here; /metrics merges them.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recsys-metrics-")

@@ -23,6 +23,7 @@ class OpenLoopResult:
     errors: int
     latencies_ms: np.ndarray
     achieved_rate: float
+    error_kinds: dict[str, int]
 
     def pct(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
@@ -53,6 +54,7 @@ async def _run(
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     total = int(rate * seconds)
     t0 = time.perf_counter() + 0.05
 
@@ -65,9 +67,11 @@ async def _run(
             latencies.append((time.perf_counter() - due) * 1000)
             if status != 200:
                 errors += 1
+                kinds[f"HTTP {status}"] = kinds.get(f"HTTP {status}", 0) + 1
             idle.append(conn)
-        except (OSError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             errors += 1
+            kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
             conn[1].close()
 
     tasks = []
@@ -82,7 +86,7 @@ async def _run(
     for _, writer in idle:
         writer.close()
     ok = len(latencies) - errors
-    return OpenLoopResult(rate, total, ok, errors, np.array(latencies), total / elapsed)
+    return OpenLoopResult(rate, total, ok, errors, np.array(latencies), total / elapsed, kinds)
 
 
 def open_loop(

@@ -130,8 +130,10 @@ def warm_users(folder: Path, n: int = 2_000) -> list[str]:
 class Server:
     def __init__(self, argv: list[str], env: dict[str, str], port: int) -> None:
         self.port = port
+        # A file, never an unread pipe: a chatty server would block on it. Closed in stop().
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True
         )
 
     def wait(self, path: str) -> None:
@@ -143,7 +145,8 @@ class Server:
             except httpx.TransportError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "server died")
+                self.log.seek(0)
+                raise RuntimeError(self.log.read().decode()[-4000:] or "server died")
             time.sleep(0.2)
         raise RuntimeError("server did not start")
 
@@ -153,6 +156,7 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
 
 
 def wrk(port: int, path: str, bodies: list[bytes], seconds: float, connections: int = 32) -> dict[str, float]:
@@ -210,6 +214,8 @@ def measure(port: int, path: str, bodies: list[bytes], seconds: float) -> dict[s
     peak = wrk(port, path, bodies, seconds)
     rate = peak["rps"] / 2
     held = open_loop("127.0.0.1", port, path, bodies, rate, seconds)
+    if held.errors:
+        print(f"held-rate errors on {path}: {held.error_kinds}", flush=True)
     return {
         **peak,
         "rate": rate,
@@ -273,38 +279,16 @@ def main() -> None:
             base_env,
             port,
         )
+        bare.wait("/docs")
+        any_bodies = next(iter(prepared.values()))[2] if prepared else [b'{"user_id": "u1", "k": 100}']
         try:
-            bare.wait("/docs")
-            any_bodies = next(iter(prepared.values()))[2] if prepared else [b'{"user_id": "u1", "k": 100}']
             base = measure(port, "/bare", any_bodies, args.seconds)
+            rows.append(_row("bare FastAPI + orjson", "-", workers, base, base["rps"]))
+            print(rows[-1], flush=True)
+            for model, (artifacts, prefix, bodies) in prepared.items():
+                rows += _ours(model, artifacts, prefix, bodies, workers, port + 100, port, base, args)
         finally:
             bare.stop()
-        rows.append(_row("bare FastAPI + orjson", "-", workers, base, base["rps"]))
-        print(rows[-1], flush=True)
-        for model, (artifacts, prefix, bodies) in prepared.items():
-            env = {
-                **base_env,
-                "RECSYS_ARTIFACTS": str(artifacts),
-                "RECSYS_REDIS_URL": args.redis_url,
-                "RECSYS_REDIS_PREFIX": prefix,
-                "RECSYS_WORKERS": str(workers),
-                "RECSYS_PORT": str(port),
-                "RECSYS_LOG_LEVEL": "warning",
-            }
-            ours = Server([sys.executable, "-m", "app"], env, port)
-            try:
-                ours.wait("/readyz")
-                sample = httpx.post(
-                    f"http://127.0.0.1:{port}/candidates",
-                    content=bodies[0],
-                    headers={"content-type": "application/json"},
-                ).json()
-                assert sample.get("method_used") == "als" and len(sample["candidates"]) == 100, sample
-                result = measure(port, "/candidates", bodies, args.seconds)
-            finally:
-                ours.stop()
-            rows.append(_row(f"/candidates ({sample['tier']} users)", model, workers, result, base["rps"]))
-            print(rows[-1], flush=True)
     print()
     print_table(
         [
@@ -323,6 +307,51 @@ def main() -> None:
         ],
         rows,
     )
+
+
+def _ours(
+    model: str,
+    artifacts: Path,
+    prefix: str,
+    bodies: list[bytes],
+    workers: int,
+    port: int,
+    bare_port: int,
+    base: dict[str, float],
+    args: argparse.Namespace,
+) -> list[list[object]]:
+    """Our server on one model: peak, held at half of it, and the bare endpoint (idle until
+    now) held at the same rate, so the generator's own noise at that rate is visible."""
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PROMETHEUS_"))}
+    env = {
+        **base_env,
+        "RECSYS_ARTIFACTS": str(artifacts),
+        "RECSYS_REDIS_URL": args.redis_url,
+        "RECSYS_REDIS_PREFIX": prefix,
+        "RECSYS_WORKERS": str(workers),
+        "RECSYS_PORT": str(port),
+        "RECSYS_LOG_LEVEL": "warning",
+    }
+    ours = Server([sys.executable, "-m", "app"], env, port)
+    try:
+        ours.wait("/readyz")
+        sample = httpx.post(
+            f"http://127.0.0.1:{port}/candidates",
+            content=bodies[0],
+            headers={"content-type": "application/json"},
+        ).json()
+        assert sample.get("method_used") == "als" and len(sample["candidates"]) == 100, sample
+        result = measure(port, "/candidates", bodies, args.seconds)
+    finally:
+        ours.stop()
+    out = [_row(f"/candidates ({sample['tier']} users)", model, workers, result, base["rps"])]
+    held = open_loop("127.0.0.1", bare_port, "/bare", bodies, result["rate"], args.seconds)
+    control = {**base, "ol_rate": held.achieved_rate, "ol_p50": held.pct(50), "ol_p99": held.pct(99)}
+    control["ol_errors"] = held.errors
+    out.append(_row(f"  bare, held at the rate above ({model})", "-", workers, control, base["rps"]))
+    for row in out:
+        print(row, flush=True)
+    return out
 
 
 def _row(name: str, model: str, workers: int, r: dict[str, float], bare_rps: float) -> list[object]:

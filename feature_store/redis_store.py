@@ -267,9 +267,15 @@ class RedisStore:
     async def flush_namespace(self) -> int:
         """Delete every key under the prefix (tests and `recsys publish --reset`)."""
         removed = 0
+        batch: list[bytes] = []
         async with self._guard("flush namespace"):
             async for key in self._client.scan_iter(match=self.keys.namespace_pattern, count=2_000):
-                removed += await self._client.unlink(key)
+                batch.append(key)
+                if len(batch) >= 2_000:
+                    removed += await self._client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                removed += await self._client.unlink(*batch)
         return removed
 
     async def close(self) -> None:
