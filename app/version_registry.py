@@ -59,15 +59,16 @@ class VersionRegistry:
         out += [v for v in self.pinned.values() if v is not self.active]
         return out
 
-    async def _pointer(self) -> str | None:
+    async def _pointer(self) -> tuple[bool, str | None]:
+        """(reached the store, its active version)."""
         try:
             async with asyncio.timeout(self.store_timeout_s * 5):
                 version = await self.store.active_version()
             self.pointer_from_store = True
-            return version
+            return True, version
         except (StoreUnavailableError, TimeoutError):
             self.metrics.store_errors.labels("active_version").inc()
-            return None
+            return False, None
 
     async def _load(self, name: str) -> ServingVersion | None:
         try:
@@ -91,9 +92,12 @@ class VersionRegistry:
     async def refresh(self, retry_failed: bool = False) -> bool:
         """Follow the store's active pointer; return True when the serving version changed."""
         async with self._lock:
-            wanted = await self._pointer()
-            if wanted is None and self.active is None:
-                wanted = read_latest(self.artifacts)  # store down or empty: serve what training wrote
+            reached, wanted = await self._pointer()
+            if not reached and self.active is None:
+                # Store down at start-up: serve what training wrote last (popularity answers until
+                # the store is back), rather than nothing. A reachable store with nothing
+                # published means nothing is live: /candidates says so with a 503.
+                wanted = read_latest(self.artifacts)
                 self.pointer_from_store = False
             changed = False
             if wanted is not None and wanted != self._name() and (retry_failed or wanted not in self.failed):

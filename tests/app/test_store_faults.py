@@ -107,3 +107,16 @@ def test_a_paused_then_killed_store_degrades_to_popularity_and_recovers_by_itsel
         assert client.get("/readyz").json()["store"]["ok"] is False
         metrics = client.get("/metrics").text
         assert 'recsys_store_errors_total{operation="get_profile"}' in metrics
+
+
+def test_a_store_down_at_start_up_serves_the_latest_trained_version_with_popularity(artifacts: Path) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    store_settings = StoreSettings(
+        redis_url=closed, artifacts=artifacts, redis_timeout_s=0.2, redis_connect_timeout_s=0.2
+    )
+    app = create_app(serve_settings(artifacts, store_timeout_s=STORE_TIMEOUT_S), store_settings)
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=10) as client:
+        body = client.post("/candidates", json={"user_id": "u000001", "k": 5}).json()
+        assert (body["method_used"], body["model_version"]) == ("popularity_fallback", "als_v2")
+        assert len(body["candidates"]) == 5
+        assert client.get("/readyz").json()["status"] == "degraded"
