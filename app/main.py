@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -23,6 +22,7 @@ from app.health import StoreHealth
 from app.metrics import ServiceMetrics
 from app.middleware import ObservedLimitedMiddleware
 from app.recommend import Recommender
+from app.responses import json_response
 from app.routers import admin, candidates, health, interactions
 from app.settings import ServeSettings
 from app.state import Services
@@ -80,8 +80,7 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        body = orjson.dumps(validation_body(exc.errors()), default=str)
-        return Response(body, status_code=422, media_type="application/json")
+        return json_response(validation_body(exc.errors()), 422)
 
     app.add_middleware(ObservedLimitedMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -201,17 +201,7 @@ class Recommender:
             result = await self.store.record(main.name if main else None, events, request_id)
             if not result.duplicate:
                 for other in versions[1:]:
-                    own = [
-                        LiveEvent(
-                            e.user_id,
-                            e.item_id,
-                            e.weight,
-                            e.timestamp,
-                            e.event_type,
-                            other.item_rows.get(e.item_id, -1),
-                        )
-                        for e in events
-                    ]
+                    own = [replace(e, item_row=other.item_rows.get(e.item_id, -1)) for e in events]
                     await self.store.record(other.name, own, None, stream=False)
         except StoreUnavailableError as exc:
             self.metrics.store_errors.labels("record").inc()

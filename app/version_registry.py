@@ -42,7 +42,6 @@ class VersionRegistry:
         self.active: ServingVersion | None = None
         self.pinned: dict[str, ServingVersion] = {}
         self.failed: dict[str, str] = {}  # version -> why it was refused
-        self.pointer_from_store = False  # False: started from artifacts/LATEST while the store was down
         self._lock = asyncio.Lock()
 
     def for_variant(self, variant: Variant) -> ServingVersion | None:
@@ -64,7 +63,6 @@ class VersionRegistry:
         try:
             async with asyncio.timeout(self.store_timeout_s * 5):
                 version = await self.store.active_version()
-            self.pointer_from_store = True
             return True, version
         except (StoreUnavailableError, TimeoutError):
             self.metrics.store_errors.labels("active_version").inc()
@@ -98,7 +96,6 @@ class VersionRegistry:
                 # the store is back), rather than nothing. A reachable store with nothing
                 # published means nothing is live: /candidates says so with a 503.
                 wanted = read_latest(self.artifacts)
-                self.pointer_from_store = False
             changed = False
             if wanted is not None and wanted != self._name() and (retry_failed or wanted not in self.failed):
                 loaded = await self._load(wanted)

@@ -6,8 +6,7 @@ registry runs it on a thread beside the version that is serving; nothing here to
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.retrieval.attributes import AttributeTable
@@ -32,11 +31,6 @@ class ServingVersion:
     popularity: PopularityRanking
     foldin: FoldInModel | None
     event_weights: dict[str, float]
-    loaded_at: float = field(default_factory=time.time)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
 
 
 def _foldin_model(manifest: Manifest, index: ItemIndex) -> FoldInModel | None:

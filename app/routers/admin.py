@@ -5,11 +5,11 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from app.responses import json_response
 from app.state import Services, services
 from feature_store.base import StoreUnavailableError
 from feature_store.errors import VersionNotReadyError
@@ -41,7 +41,7 @@ def _state(svc: Services, changed: bool) -> Response:
         "model_version": active.name if active else None,
         "refused": svc.registry.failed,
     }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return json_response(body)
 
 
 @router.post("/reload", summary="Follow the store's active pointer now (retrying refused versions)")

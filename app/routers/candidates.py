@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response
 
 from app.errors import NoVersionError, field_error
+from app.responses import json_response
 from app.schemas import CandidatesRequest, CandidatesResponse, ErrorResponse
 from app.state import Services, services
 
@@ -43,8 +43,8 @@ async def post_candidates(
     try:
         answer = await svc.recommender.candidates(body, k, variant)
     except NoVersionError as exc:
-        return Response(orjson.dumps({"detail": str(exc)}), status_code=503, media_type="application/json")
+        return json_response({"detail": str(exc)}, 503)
     headers = {"X-AB-Variant": variant.name}
     if answer.fallback_reason is not None:
         headers["X-Recsys-Fallback"] = answer.fallback_reason
-    return Response(orjson.dumps(answer.body), media_type="application/json", headers=headers)
+    return json_response(answer.body, headers=headers)

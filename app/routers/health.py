@@ -5,24 +5,20 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.responses import json_response
 from app.state import Services, services
 from feature_store.base import StoreUnavailableError
 
 router = APIRouter(tags=["operations"])
 
 
-def _json(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
 @router.get("/healthz", summary="The process is alive")
 async def healthz() -> Response:
-    return _json({"status": "alive"})
+    return json_response({"status": "alive"})
 
 
 @router.get(
@@ -48,7 +44,7 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
         "refused_versions": svc.registry.failed,
         "store": {"name": svc.store.name, "ok": svc.health.ok, "reason": svc.health.reason},
     }
-    return _json(body, 503 if active is None else 200)
+    return json_response(body, 503 if active is None else 200)
 
 
 @router.get("/metrics", summary="Prometheus metrics")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import Response
 
 from app.errors import field_error
+from app.responses import json_response
 from app.schemas import ErrorResponse, InteractionBatch, InteractionEvent, InteractionsResponse
 from app.state import Services, services
 from feature_store.base import StoreUnavailableError
@@ -45,5 +45,5 @@ async def post_interactions(
         result = await svc.recommender.record(batch, request_id)
     except StoreUnavailableError as exc:
         detail = f"not stored: the feature store is unavailable ({exc}); retry with the same request id"
-        return Response(orjson.dumps({"detail": detail}), status_code=503, media_type="application/json")
-    return Response(orjson.dumps(result), media_type="application/json")
+        return json_response({"detail": detail}, 503)
+    return json_response(result)
