@@ -21,6 +21,7 @@ from app.health import StoreHealth
 from app.metrics import ServiceMetrics
 from app.retrieval.filters import CompiledFilter, FilterError, compile_filters
 from app.retrieval.foldin import profile_interactions
+from app.retrieval.fusion import FusionParams, fuse
 from app.retrieval.routing import Capabilities, Method, Route, Thresholds, route
 from app.retrieval.search import SearchParams
 from app.schemas import CandidatesRequest, InteractionBatch
@@ -38,6 +39,18 @@ _FOLDIN_INLINE_WORK = 2_000_000  # rows x dim^2 below which a fold-in runs on th
 class Answer:
     body: dict[str, Any]
     fallback_reason: str | None = None
+
+
+@dataclass
+class UserVectors:
+    """The query vectors of one request, computed only for what the chosen route needs."""
+
+    als: np.ndarray | None = None
+    two_tower: np.ndarray | None = None
+    content: np.ndarray | None = None
+
+
+Ranked = tuple[np.ndarray, np.ndarray, list[str] | str]  # rows, scores, source(s)
 
 
 class Recommender:
@@ -60,6 +73,13 @@ class Recommender:
         variants = registry.experiment.variants
         self._thresholds = {v.name: v.thresholds(base) for v in variants}
         self._params = {v.name: SearchParams(ef_search=v.ef_search or settings.ef_search) for v in variants}
+        self._fusion_override = {
+            v.name: (
+                v.ensemble_weights or settings.ensemble_weights,
+                v.ensemble_rrf_k or settings.ensemble_rrf_k,
+            )
+            for v in variants
+        }
 
     # -- reading the user --------------------------------------------------------------------
 
@@ -101,6 +121,97 @@ class Recommender:
         except FilterError as exc:
             raise field_error(("body", *exc.field.split(".")), str(exc).split(": ", 1)[-1]) from exc
 
+    def _two_tower_vector(self, version: ServingVersion, profile: UserProfile) -> np.ndarray | None:
+        """The published embedding while it is current; the user tower over the store's history
+        once the user has events the training run did not see (or was never published)."""
+        stored = profile.embeddings.get("two_tower") if profile.known else None
+        if stored is not None and (profile.live == 0 or version.user_tower is None):
+            return stored
+        if version.user_tower is None:
+            return None
+        rows, weights = profile_interactions(
+            profile.seen, profile.recent_items, profile.recent_weights, self.settings.foldin_max_items
+        )
+        encoded = version.user_tower.encode(rows, weights)
+        return encoded if encoded is not None else stored
+
+    def _content_query(self, version: ServingVersion, profile: UserProfile) -> np.ndarray | None:
+        """The event-weighted mean of the content vectors of the user's items (recent events
+        included), unit length, with the popularity prior's weight as the last coordinate."""
+        assert version.content is not None
+        rows, weights = profile_interactions(
+            profile.seen, profile.recent_items, profile.recent_weights, self.recent_limit
+        )
+        keep = weights > 0
+        rows, weights = rows[keep], weights[keep]
+        if not len(rows):
+            return None
+        vectors = version.content.vectors[rows, :-1]
+        mean = (weights.astype(np.float32) @ vectors) / float(weights.sum())
+        norm = float(np.linalg.norm(mean))
+        if norm == 0.0:
+            return None
+        prior = self.settings.content_prior
+        beta = version.content_prior if prior is None else prior
+        return np.append(mean / norm, np.float32(beta)).astype(np.float32)
+
+    def _capabilities(self, version: ServingVersion, profile: UserProfile) -> Capabilities:
+        """What could serve this user, from cheap checks; vectors are computed after routing."""
+        has_history = len(profile.recent_items) > 0 or len(profile.seen) > 0
+        known = profile.known
+        return Capabilities(
+            als=(known and "als" in profile.embeddings) or (version.foldin is not None and has_history),
+            content=version.content is not None and has_history,
+            two_tower=version.two_tower is not None
+            and (
+                (known and "two_tower" in profile.embeddings)
+                or (version.user_tower is not None and has_history)
+            ),
+        )
+
+    async def _vectors(self, method: Method, version: ServingVersion, profile: UserProfile) -> UserVectors:
+        out = UserVectors()
+        if method in (Method.als, Method.ensemble):
+            out.als = await self._als_vector(version, profile)
+        if method in (Method.two_tower, Method.ensemble):
+            out.two_tower = self._two_tower_vector(version, profile)
+        if method is Method.content_based:
+            out.content = self._content_query(version, profile)
+        return out
+
+    @staticmethod
+    def _usable(method: Method, vectors: UserVectors) -> bool:
+        if method is Method.ensemble:
+            return vectors.als is not None and vectors.two_tower is not None
+        if method is Method.als:
+            return vectors.als is not None
+        if method is Method.two_tower:
+            return vectors.two_tower is not None
+        if method is Method.content_based:
+            return vectors.content is not None
+        return True
+
+    async def _plan(
+        self, version: ServingVersion, profile: UserProfile, thresholds: Thresholds
+    ) -> tuple[Route, UserVectors]:
+        """Route, then compute the vectors the route needs; a method whose vector turns out
+        missing (a fold-in with only dislikes, say) is struck off and the user routed again."""
+        caps = self._capabilities(version, profile)
+        while True:
+            chosen = route(profile.count, caps, thresholds)
+            vectors = await self._vectors(chosen.method, version, profile)
+            if self._usable(chosen.method, vectors):
+                return chosen, vectors
+            caps = Capabilities(
+                als=caps.als and vectors.als is not None
+                if chosen.method in (Method.als, Method.ensemble)
+                else caps.als,
+                content=caps.content and chosen.method is not Method.content_based,
+                two_tower=caps.two_tower and vectors.two_tower is not None
+                if chosen.method in (Method.two_tower, Method.ensemble)
+                else caps.two_tower,
+            )
+
     async def candidates(self, req: CandidatesRequest, k: int, variant: Variant) -> Answer:
         version = self.registry.for_variant(variant)
         if version is None:
@@ -109,18 +220,18 @@ class Recommender:
         profile = await self._profile(version, req.user_id)
         exclude = profile.seen if profile is not None and req.exclude_seen else None
         reason: str | None = None
-        vector: np.ndarray | None = None
+        vectors = UserVectors()
         if profile is None:
             chosen = route(None, Capabilities(), self._thresholds[variant.name])
             reason = "store unavailable"
         else:
-            vector = await self._als_vector(version, profile) if profile.count > 0 else None
-            caps = Capabilities(als=vector is not None)
-            chosen = route(profile.count, caps, self._thresholds[variant.name])
+            chosen, vectors = await self._plan(version, profile, self._thresholds[variant.name])
             if chosen.is_fallback:
                 reason = f"{chosen.wanted} unavailable for this user"
         try:
-            rows, scores, source = await self._run(chosen, version, vector, k, filt, exclude, variant)
+            rows, scores, source = await self._run(
+                chosen, version, vectors, profile, k, filt, exclude, variant
+            )
         except Exception:  # a strategy bug must cost this request its model, not a 500
             log.exception("%s failed for user %r; answering with popularity", chosen.method, req.user_id)
             chosen = Route(chosen.tier, Method.popularity_fallback, chosen.wanted)
@@ -129,16 +240,23 @@ class Recommender:
             source = "popularity"
         self.metrics.candidates.labels(variant.name, chosen.tier.value, chosen.method.value).inc()
         ids = version.item_ids
+        if isinstance(source, str):
+            candidates = [
+                {"item_id": ids[r], "score": s, "source": source}
+                for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+            ]
+        else:
+            candidates = [
+                {"item_id": ids[r], "score": s, "source": src}
+                for r, s, src in zip(rows.tolist(), scores.tolist(), source, strict=True)
+            ]
         body = {
             "user_id": req.user_id,
             "tier": chosen.tier.value,
             "method_used": chosen.method.value,
             "model_version": version.name,
             "variant": variant.name,
-            "candidates": [
-                {"item_id": ids[r], "score": s, "source": source}
-                for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
-            ],
+            "candidates": candidates,
         }
         return Answer(body, reason)
 
@@ -148,21 +266,67 @@ class Recommender:
             return filt.denied
         return np.concatenate([filt.denied, exclude.astype(np.int64)])
 
-    async def _run(
+    def _fusion(self, version: ServingVersion, variant: Variant) -> FusionParams:
+        assert version.fusion is not None
+        weights, rrf_k = self._fusion_override[variant.name]
+        base = version.fusion
+        return FusionParams(weights or base.weights, rrf_k or base.rrf_k, base.depth)
+
+    async def _search(
         self,
-        chosen: Route,
-        version: ServingVersion,
-        vector: np.ndarray | None,
+        index: Any,
+        vector: np.ndarray,
         k: int,
         filt: CompiledFilter,
         exclude: np.ndarray | None,
         variant: Variant,
-    ) -> tuple[np.ndarray, np.ndarray, str]:
-        if chosen.method is Method.als and vector is not None:
-            started = time.perf_counter()
-            result = await version.als.asearch(vector, k, filt, exclude, self._params[variant.name])
-            self.metrics.search_seconds.labels(result.plan.value).observe(time.perf_counter() - started)
-            return result.rows, result.scores, "als"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        started = time.perf_counter()
+        result = await index.asearch(vector, k, filt, exclude, self._params[variant.name])
+        self.metrics.search_seconds.labels(result.plan.value).observe(time.perf_counter() - started)
+        return result.rows, result.scores
+
+    async def _run(
+        self,
+        chosen: Route,
+        version: ServingVersion,
+        vectors: UserVectors,
+        profile: UserProfile | None,
+        k: int,
+        filt: CompiledFilter,
+        exclude: np.ndarray | None,
+        variant: Variant,
+    ) -> Ranked:
+        method = chosen.method
+        if method is Method.als and vectors.als is not None:
+            return (*await self._search(version.als, vectors.als, k, filt, exclude, variant), "als")
+        if method is Method.two_tower and vectors.two_tower is not None and version.two_tower is not None:
+            return (
+                *await self._search(version.two_tower, vectors.two_tower, k, filt, exclude, variant),
+                "two_tower",
+            )
+        if method is Method.content_based and vectors.content is not None and version.content is not None:
+            assert profile is not None
+            # The user's own items are never content candidates, whatever exclude_seen says:
+            # the nearest neighbours of a profile are the items it was built from.
+            own = np.concatenate(
+                [np.asarray(profile.recent_items, np.int64), np.asarray(profile.seen, np.int64)]
+            )
+            mine = own if exclude is None else np.concatenate([own, np.asarray(exclude, np.int64)])
+            return (
+                *await self._search(version.content, vectors.content, k, filt, mine, variant),
+                "content_based",
+            )
+        if method is Method.ensemble and vectors.als is not None and vectors.two_tower is not None:
+            assert version.two_tower is not None
+            params = self._fusion(version, variant)
+            depth = params.depth_for(k)
+            als_rows, _ = await self._search(version.als, vectors.als, depth, filt, exclude, variant)
+            tt_rows, _ = await self._search(
+                version.two_tower, vectors.two_tower, depth, filt, exclude, variant
+            )
+            rows, scores, sources = fuse([("als", als_rows), ("two_tower", tt_rows)], params, k)
+            return rows, scores, sources
         rows, scores = version.popularity.top(k, filt.allowed, self._excluded(filt, exclude))
         return rows, scores, "popularity"
 

@@ -47,6 +47,20 @@ class ServeSettings(BaseSettings):
         le=65_536,
         description="HNSW efSearch / IVF nprobe; unset = the version's calibrated value.",
     )
+    ensemble_weights: dict[str, float] | None = Field(
+        None,
+        description='Hot-tier fusion weights per source, e.g. {"als": 0.6, "two_tower": 0.4}; '
+        "unset = the weights the version fitted on validation data.",
+    )
+    ensemble_rrf_k: float | None = Field(
+        None, gt=0, le=10_000, description="Reciprocal rank fusion constant; unset = the version's."
+    )
+    content_prior: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Weight of item popularity in content-based scores; unset = the version's fitted one.",
+    )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
         description="Event weights for versions whose manifest records none.",
@@ -68,4 +82,12 @@ class ServeSettings(BaseSettings):
             raise ValueError("hot_min_interactions must be greater than warm_min_interactions")
         if self.default_k > self.max_k:
             raise ValueError("default_k must not exceed max_k")
+        if self.ensemble_weights is not None:
+            unknown = set(self.ensemble_weights) - {"als", "two_tower"}
+            if unknown:
+                raise ValueError(
+                    f"ensemble_weights: unknown sources {sorted(unknown)}; known: als, two_tower"
+                )
+            if not any(w > 0 for w in self.ensemble_weights.values()):
+                raise ValueError("ensemble_weights: at least one weight must be positive")
         return self

@@ -11,12 +11,21 @@ from pathlib import Path
 
 from app.retrieval.attributes import AttributeTable
 from app.retrieval.foldin import FoldInModel
+from app.retrieval.fusion import FusionParams
 from app.retrieval.popularity import PopularityRanking
 from app.retrieval.search import ItemIndex
+from app.retrieval.user_tower import UserTower
 from feature_store.confidence import Scaling
-from feature_store.index_files import read_index_meta
+from feature_store.index_files import IndexMeta, read_index_meta
 from feature_store.manifest import ArtifactError, Manifest, verify_version
-from feature_store.version_files import ITEM_MAPPING, PROFILE_SEEN_ITEMS, load_array, load_mapping
+from feature_store.version_files import (
+    ITEM_MAPPING,
+    POPULARITY_SCORES,
+    PROFILE_SEEN_ITEMS,
+    TWO_TOWER_USER_TOWER,
+    load_array,
+    load_mapping,
+)
 
 
 @dataclass
@@ -31,6 +40,12 @@ class ServingVersion:
     popularity: PopularityRanking
     foldin: FoldInModel | None
     event_weights: dict[str, float]
+    # The other models of a train-all version; None where the version has none (plain `train`).
+    content: ItemIndex | None = None  # content vectors with the popularity column (content.py)
+    content_prior: float = 0.0  # weight of that column in a content query
+    two_tower: ItemIndex | None = None
+    user_tower: UserTower | None = None  # encodes a history the training run never saw
+    fusion: FusionParams | None = None
 
 
 def _foldin_model(manifest: Manifest, index: ItemIndex) -> FoldInModel | None:
@@ -49,6 +64,15 @@ def _foldin_model(manifest: Manifest, index: ItemIndex) -> FoldInModel | None:
         return None
 
 
+def _optional_index(folder: Path, metas: dict[str, IndexMeta], name: str, n_items: int) -> ItemIndex | None:
+    if name not in metas:
+        return None
+    index = ItemIndex.load(folder, metas[name])
+    if index.n != n_items:
+        raise ArtifactError(f"{folder}: the '{name}' index holds {index.n} items, the version {n_items}.")
+    return index
+
+
 def load_serving_version(
     artifacts: Path, name: str, default_event_weights: dict[str, float]
 ) -> ServingVersion:
@@ -64,8 +88,17 @@ def load_serving_version(
     item_ids = load_mapping(folder, ITEM_MAPPING)
     if len(item_ids) != index.n:
         raise ArtifactError(f"{folder / ITEM_MAPPING}: {len(item_ids)} items, the index holds {index.n}.")
-    seen = load_array(folder, PROFILE_SEEN_ITEMS)
-    weights = manifest.hyperparameters.get("event_weights") or default_event_weights
+    hyper = manifest.hyperparameters
+    weights = hyper.get("event_weights") or default_event_weights
+    if (folder / POPULARITY_SCORES).is_file():
+        popularity = PopularityRanking(load_array(folder, POPULARITY_SCORES, mmap=False))
+    else:
+        popularity = PopularityRanking.from_seen_items(load_array(folder, PROFILE_SEEN_ITEMS), index.n)
+    two_tower = _optional_index(folder, metas, "two_tower", index.n)
+    try:
+        fusion = FusionParams.from_dict(hyper["fusion"]) if "fusion" in hyper else None
+    except ValueError as exc:
+        raise ArtifactError(f"{folder}: manifest fusion settings: {exc}") from exc
     return ServingVersion(
         name=name,
         folder=folder,
@@ -74,7 +107,12 @@ def load_serving_version(
         item_rows={item: row for row, item in enumerate(item_ids)},
         als=index,
         attributes=AttributeTable.load(folder, index.n),
-        popularity=PopularityRanking.from_seen_items(seen, index.n),
+        popularity=popularity,
         foldin=_foldin_model(manifest, index),
         event_weights={str(k).lower(): float(v) for k, v in weights.items()},
+        content=_optional_index(folder, metas, "content", index.n),
+        content_prior=float(hyper.get("content", {}).get("popularity_prior", 0.0)),
+        two_tower=two_tower,
+        user_tower=UserTower.load(folder / TWO_TOWER_USER_TOWER) if two_tower is not None else None,
+        fusion=fusion if two_tower is not None else None,
     )

@@ -19,6 +19,12 @@ USER_FACTORS = "user_factors.npy"
 ITEM_FACTORS = "item_factors.npy"
 USER_MAPPING = "user_mapping.json"
 ITEM_MAPPING = "item_mapping.json"
+# The other models of a train-all version (each optional: a plain `train` writes none of them).
+POPULARITY_SCORES = "popularity_scores.npy"  # float32 per item, time-decayed
+CONTENT_VECTORS = "content_vectors.npy"  # unit content vector + popularity share column
+TWO_TOWER_ITEMS = "two_tower_item_embeddings.npy"
+TWO_TOWER_USERS = "two_tower_user_embeddings.npy"  # published as the 'two_tower' embedding
+TWO_TOWER_USER_TOWER = "two_tower_user_tower.npz"  # numpy weights: encodes any history at serve time
 PROFILE_COUNTS = "profile_counts.npy"
 PROFILE_SEEN_INDPTR = "profile_seen_indptr.npy"
 PROFILE_SEEN_ITEMS = "profile_seen_items.npy"
@@ -92,8 +98,11 @@ class ProfileTable:
 
 
 def load_profile_table(folder: Path, mmap: bool = True) -> ProfileTable:
-    """The version's user table: ALS factors plus the profile arrays written by training."""
+    """The version's user table: ALS factors (and Two-Tower embeddings when the version has them)
+    plus the profile arrays written by training."""
     embeddings = {"als": load_array(folder, USER_FACTORS, mmap)}
+    if (folder / TWO_TOWER_USERS).is_file():
+        embeddings["two_tower"] = load_array(folder, TWO_TOWER_USERS, mmap)
     table = ProfileTable(
         user_ids=load_mapping(folder, USER_MAPPING),
         counts=load_array(folder, PROFILE_COUNTS, mmap),

@@ -23,3 +23,26 @@ def train_versions(artifacts: Path, users: int = 600, versions: int = 1, factors
         artifacts=artifacts, factors=factors, regularization=1.0, alpha=4.0, iterations=2, test_split=0.0
     )
     return [train(dataset, settings, items=data.items).version_dir for _ in range(versions)]  # type: ignore[misc]
+
+
+def train_all_version(artifacts: Path, users: int = 600) -> Path:
+    """A train-all version (ALS, popularity, content, Two-Tower, fusion) of small synthetic data,
+    small models and few epochs: seconds, not minutes."""
+    from training.pipeline import train_all
+
+    data = small_data(users)
+    dataset = build_dataset(from_table(data.interactions, DEFAULT_EVENT_WEIGHTS))
+    settings = TrainSettings(
+        artifacts=artifacts,
+        factors=8,
+        regularization=1.0,
+        alpha=4.0,
+        iterations=2,
+        test_split=0.0,
+        content_dim=8,
+        two_tower_dim=16,
+        two_tower_epochs=2,
+    )
+    report = train_all(dataset, settings, items=data.items)
+    assert report.version_dir is not None
+    return report.version_dir

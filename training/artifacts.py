@@ -27,6 +27,8 @@ from training.profiles import build_profiles, write_profiles
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from training.model_set import ModelSet
+
 MODEL_FILE = "model.npz"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
@@ -45,6 +47,23 @@ def _clean_stale_tmp(artifacts: Path, max_age_s: float = 3600.0) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
+def models_hyperparameters(models: ModelSet) -> dict[str, Any]:
+    """What serving must know of the other models: prior weight, fusion, Two-Tower settings."""
+    names = ["als", "popularity"] + (["content"] if models.content is not None else [])
+    names += ["two_tower", "ensemble"] if models.two_tower is not None else []
+    out: dict[str, Any] = {"models": names, "popularity": {"half_life_s": models.popularity.half_life_s}}
+    if models.content is not None:
+        out["content"] = {
+            "dim": int(models.content.vectors.shape[1]),
+            "popularity_prior": models.content_prior,
+        }
+    if models.two_tower is not None:
+        out["two_tower"] = {**models.two_tower.params.as_dict(), "best_epoch": models.two_tower.best_epoch}
+    if models.fusion is not None:
+        out["fusion"] = models.fusion.as_dict()
+    return out
+
+
 def write_als_version(
     artifacts: Path,
     dataset: Dataset,
@@ -55,6 +74,7 @@ def write_als_version(
     index_params: IndexParams | None = None,
     items: pa.Table | None = None,
     recent_limit: int = 50,
+    models: ModelSet | None = None,
 ) -> Path:
     """Write `artifacts/als_vN/` atomically and point LATEST at it. Returns the folder.
 
@@ -81,7 +101,14 @@ def write_als_version(
             queries=result.user_factors,
         )
         write_index(index, tmp, meta)
-        write_index_meta(tmp, {"als": meta})
+        metas = {"als": meta}
+        model_hyper: dict[str, Any] = {}
+        if models is not None:
+            from training.model_files import write_model_set
+
+            metas.update(write_model_set(tmp, models, dataset.matrix, index_params or IndexParams()))
+            model_hyper = models_hyperparameters(models)
+        write_index_meta(tmp, metas)
         if items is not None:
             from training.item_attributes import write_item_attributes
 
@@ -93,6 +120,7 @@ def write_als_version(
             hyper["data_until"] = int(dataset.times.max())
         if dataset.info.get("event_weights"):
             hyper["event_weights"] = dict(dataset.info["event_weights"])  # serving weighs live events alike
+        hyper.update(model_hyper)
         hyper.update(extra_hyperparameters or {})
         # The version name is only known for sure at rename time; retry on a concurrent writer.
         for _ in range(100):

@@ -274,6 +274,156 @@ def train(
     _print_train_report(report, time.perf_counter() - start)
 
 
+ItemsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--items",
+        help="Item metadata (CSV/Parquet with item_id, category, tags, text, numbers...; or a MovieLens "
+        "folder): content vectors and filters. Without it the content model is skipped.",
+    ),
+]
+
+
+def _all_settings(event_weight: list[str] | None, **options: Any) -> TrainSettings:
+    return _settings(event_weight, False, **options)
+
+
+def _read_for_all(
+    interactions: str, items: str | None, settings: TrainSettings, query: str | None, drop: bool
+) -> tuple[Any, Any]:
+    from training.pipeline import load_dataset_from
+    from training.readers import read_items
+
+    _say(f"reading {interactions}")
+    data = load_dataset_from(interactions, settings, query=query, drop_unknown_events=drop)
+    _say(
+        f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, {data.info['pairs']:,} pairs"
+    )
+    item_table = read_items(items) if items is not None else None
+    if items is not None and item_table is None:
+        raise TrainingInputError(
+            f"{items}: no item metadata found there (movies.dat, u.item, CSV or Parquet)."
+        )
+    return data, item_table
+
+
+@app.command("train-all")
+@friendly_errors
+def train_all(
+    interactions: InteractionsOpt,
+    items: ItemsOpt = None,
+    query: QueryOpt = None,
+    event_weight: EventWeightOpt = None,
+    drop_unknown_events: DropUnknownOpt = False,
+    artifacts: Path | None = _opt("artifacts"),
+    min_interactions: int | None = _opt("min_interactions"),
+    factors: int | None = _opt("factors"),
+    regularization: float | None = _opt("regularization"),
+    alpha: float | None = _opt("alpha"),
+    iterations: int | None = _opt("iterations"),
+    scaling: Scaling | None = _opt("scaling"),
+    test_split: float | None = _opt("test_split"),
+    k: int | None = _opt("k"),
+    seed: int | None = _opt("seed"),
+    content_dim: int | None = _opt("content_dim"),
+    two_tower: bool | None = _opt("two_tower", "--two-tower/--no-two-tower"),
+    two_tower_dim: int | None = _opt("two_tower_dim"),
+    two_tower_epochs: int | None = _opt("two_tower_epochs"),
+    device: str | None = _opt("device"),
+    warm_min_interactions: int | None = _opt("warm_min_interactions"),
+    hot_min_interactions: int | None = _opt("hot_min_interactions"),
+    index_kind: IndexKind | None = _opt("index_kind"),
+) -> None:
+    """Every model in one version (the seed's train_all_models.sh): dataset, ALS, popularity,
+    content, Two-Tower and the ensemble's fusion weights, the per-tier evaluation, one als_vN."""
+    from training.pipeline import train_all as run_train_all
+    from training.tier_eval import format_table
+
+    settings = _all_settings(
+        event_weight,
+        artifacts=artifacts,
+        min_interactions=min_interactions,
+        factors=factors,
+        regularization=regularization,
+        alpha=alpha,
+        iterations=iterations,
+        scaling=scaling,
+        test_split=test_split,
+        k=k,
+        seed=seed,
+        content_dim=content_dim,
+        two_tower=two_tower,
+        two_tower_dim=two_tower_dim,
+        two_tower_epochs=two_tower_epochs,
+        device=device,
+        warm_min_interactions=warm_min_interactions,
+        hot_min_interactions=hot_min_interactions,
+        index_kind=index_kind,
+    )
+    start = time.perf_counter()
+    data, item_table = _read_for_all(interactions, items, settings, query, drop_unknown_events)
+    report = run_train_all(data, settings, items=item_table, progress=_say)
+    if report.tiers is not None:
+        typer.echo(format_table(report.tiers, f"\nper-tier holdout, k={settings.k} (routed method in bold):"))
+        for claim, ok in report.tiers.verdicts().items():
+            typer.echo(f"  {'yes' if ok else 'NO '}  {claim}")
+    typer.echo(f"timings: {json.dumps({k: round(v, 1) for k, v in report.models.timings.items()})}")
+    if report.version_dir is not None:
+        typer.echo(f"wrote {report.version_dir} in {time.perf_counter() - start:.1f}s total")
+
+
+@app.command("evaluate-tiers")
+@friendly_errors
+def evaluate_tiers(
+    interactions: InteractionsOpt,
+    items: ItemsOpt = None,
+    query: QueryOpt = None,
+    event_weight: EventWeightOpt = None,
+    drop_unknown_events: DropUnknownOpt = False,
+    min_interactions: int | None = _opt("min_interactions"),
+    factors: int | None = _opt("factors"),
+    test_split: float | None = _opt("test_split"),
+    k: int | None = _opt("k"),
+    seed: int | None = _opt("seed"),
+    two_tower: bool | None = _opt("two_tower", "--two-tower/--no-two-tower"),
+    two_tower_epochs: int | None = _opt("two_tower_epochs"),
+    device: str | None = _opt("device"),
+    warm_min_interactions: int | None = _opt("warm_min_interactions"),
+    hot_min_interactions: int | None = _opt("hot_min_interactions"),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the full report (rows, choices, timings) here.")
+    ] = None,
+) -> None:
+    """The per-tier table: for each tier, its routed method against the simpler alternatives, on
+    one split and one k (Precision, Recall, NDCG, coverage). Writes no version."""
+    from training.tier_eval import evaluate_tiers as run_tiers
+    from training.tier_eval import format_table
+
+    settings = _all_settings(
+        event_weight,
+        min_interactions=min_interactions,
+        factors=factors,
+        test_split=test_split,
+        k=k,
+        seed=seed,
+        two_tower=two_tower,
+        two_tower_epochs=two_tower_epochs,
+        device=device,
+        warm_min_interactions=warm_min_interactions,
+        hot_min_interactions=hot_min_interactions,
+    )
+    start = time.perf_counter()
+    data, item_table = _read_for_all(interactions, items, settings, query, drop_unknown_events)
+    report = run_tiers(data, settings, items=item_table, progress=_say)
+    typer.echo(format_table(report, f"\nper-tier evaluation of {interactions}, k={settings.k}:"))
+    for claim, ok in report.verdicts().items():
+        typer.echo(f"  {'yes' if ok else 'NO '}  {claim}")
+    typer.echo(f"timings: {json.dumps({k: round(v, 1) for k, v in report.models.timings.items()})}")
+    typer.echo(f"total {time.perf_counter() - start:.1f}s")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+
+
 def _print_train_report(report: Any, seconds: float) -> None:
     _print_holdout(report.metrics)
     typer.echo(f"parameters: {json.dumps(report.params.as_dict())}")

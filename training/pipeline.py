@@ -20,10 +20,12 @@ from training.confidence import Scaling
 from training.dataset import Dataset, build_dataset
 from training.evaluation import evaluate_ranking, evaluate_sampled, popularity_factors
 from training.interaction_log import from_table
+from training.model_set import ModelSet, fit_model_set
 from training.readers import read_interactions
 from training.readers.movielens import read_ncf
 from training.settings import TrainSettings
 from training.splits import split
+from training.tier_eval import TierReport, evaluate_tiers
 from training.tune import Searcher, Trial, auto_select, is_binary
 
 if TYPE_CHECKING:
@@ -187,6 +189,73 @@ def train(
             index_params=settings.index_params(),
             items=items,
             recent_limit=settings.recent_limit,
+        )
+        timings["write"] = time.perf_counter() - t2
+    return report
+
+
+@dataclass
+class TrainAllReport:
+    dataset: Dataset
+    models: ModelSet
+    metrics: dict[str, Any]
+    tiers: TierReport | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    version_dir: Path | None = None
+
+
+def train_all(
+    dataset: Dataset,
+    settings: TrainSettings,
+    *,
+    items: pa.Table | None = None,
+    progress: Progress = _quiet,
+    write: bool = True,
+) -> TrainAllReport:
+    """Every model of DESIGN.md's tier table in one version: the per-tier evaluation on a holdout
+    (unless `test_split` is 0), then all models refitted on all the data and written together."""
+    timings: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+    tiers = None
+    if items is None:
+        progress("no item metadata: the content model is skipped (cold users with events get ALS fold-in)")
+    if settings.test_split > 0:
+        t0 = time.perf_counter()
+        progress("per-tier evaluation on a holdout")
+        tiers = evaluate_tiers(dataset, settings, items=items, progress=progress)
+        metrics["tiers"] = tiers.as_dict()
+        timings["evaluation"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    params, trials = choose_params(dataset.matrix, settings, progress)
+    if trials:
+        metrics["selection"] = [t.row() for t in trials]
+    models = fit_model_set(
+        dataset.matrix,
+        dataset.times,
+        params,
+        settings,
+        items=items,
+        item_ids=dataset.item_ids,
+        progress=progress,
+    )
+    metrics["models"] = {
+        "selection": models.selection,
+        "timings_s": {k: round(v, 2) for k, v in models.timings.items()},
+    }
+    metrics["trained_on"] = "all"
+    timings["fit"] = time.perf_counter() - t1
+    report = TrainAllReport(dataset, models, metrics, tiers, timings)
+    if write:
+        t2 = time.perf_counter()
+        report.version_dir = write_als_version(
+            settings.artifacts,
+            dataset,
+            models.als,
+            metrics,
+            index_params=settings.index_params(),
+            items=items,
+            recent_limit=settings.recent_limit,
+            models=models,
         )
         timings["write"] = time.perf_counter() - t2
     return report

@@ -71,6 +71,14 @@ class TrainSettings(BaseSettings):
         description="HNSW search beam to start calibration from (raised until recall 0.99).",
     )
     recent_limit: int = Field(50, ge=1, le=10_000, description="Recent items kept per user profile.")
+    # -- train-all: the other models and the tiers they serve -----------------------------------
+    content_dim: int = Field(64, ge=2, le=1024, description="Content vector size (truncated SVD).")
+    two_tower: bool = Field(True, description="Train the Two-Tower model and fit the ensemble (train-all).")
+    two_tower_dim: int = Field(64, ge=4, le=1024, description="Two-Tower embedding size.")
+    two_tower_epochs: int = Field(40, ge=1, le=1000, description="Two-Tower epoch cap (early-stopped).")
+    device: str = Field("cpu", description="torch device of the Two-Tower model: cpu, cuda, cuda:0.")
+    warm_min_interactions: int = Field(5, ge=1, description="Tier table: users below this are cold.")
+    hot_min_interactions: int = Field(20, ge=2, description="Tier table: users from this on are hot.")
 
     def index_params(self) -> IndexParams:
         return IndexParams(

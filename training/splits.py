@@ -125,3 +125,49 @@ def _drop_unseen(result: Split) -> Split:
 def validation_split(train: sp.csr_matrix, fraction: float = 0.1, seed: int = 7) -> Split:
     """Carve a validation set out of a training matrix (per user, so every user can be scored)."""
     return split(train, SplitKind.user, test_fraction=fraction, seed=seed)
+
+
+def tier_split(
+    matrix: sp.csr_matrix,
+    times: np.ndarray | None = None,
+    *,
+    test_fraction: float = 0.2,
+    cold_share: float = 0.15,
+    warm_share: float = 0.15,
+    cold_max: int = 4,
+    warm_max: int = 19,
+    seed: int = 42,
+) -> Split:
+    """A split where every tier of the service has users to evaluate, on any data set.
+
+    Real logs often lack the short histories the cold and warm tiers serve (every ML-1M user rated
+    20 films), so a random `cold_share` of users is cut back to their first 1..`cold_max` positives
+    (a new user's first visits) and a `warm_share` to their first `cold_max`+1..`warm_max`; the
+    rest of their positives is what they did next, the test set. Other users hold out their latest
+    `test_fraction` (random order without timestamps). Non-positive cells stay in training.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if not (cold_share >= 0.0 and warm_share >= 0.0 and cold_share + warm_share <= 1.0):
+        raise ValueError("cold_share and warm_share must be >= 0 and sum to at most 1")
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    rng = np.random.default_rng(seed)
+    rows = _row_of_each_value(matrix)
+    positive = matrix.data > 0
+    n_pos = np.bincount(rows[positive], minlength=matrix.shape[0])
+    key = rng.random(matrix.nnz)
+    if times is not None:
+        key = times.astype(np.float64) + key * 1e-3  # earliest first, ties at random
+    key = np.where(positive, key, np.inf)
+    order = np.lexsort((key, rows))
+    rank = np.empty(matrix.nnz, dtype=np.int64)
+    rank[order] = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], np.diff(matrix.indptr))
+    keep = np.where(n_pos >= 2, n_pos - np.clip(np.round(n_pos * test_fraction), 1, n_pos - 1), n_pos)
+    draw = rng.random(matrix.shape[0])
+    cold = (draw < cold_share) & (n_pos >= cold_max + 2)
+    warm = (draw >= cold_share) & (draw < cold_share + warm_share) & (n_pos >= warm_max + 2)
+    keep = np.where(cold, rng.integers(1, cold_max + 1, matrix.shape[0]), keep)
+    keep = np.where(warm, rng.integers(cold_max + 1, warm_max + 1, matrix.shape[0]), keep)
+    held = positive & (rank >= keep[rows])
+    return _apply(matrix, times, held)

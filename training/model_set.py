@@ -1,0 +1,191 @@
+"""Every model a version serves, fitted on one training matrix: the order and the hand-offs.
+
+Popularity and content need no validation of their own beyond their one knob (half-life, prior
+weight), ALS chooses its hyperparameters on a validation holdout (tune.py), and the ensemble's
+fusion weights are fitted on a validation holdout too, with ALS and Two-Tower models that did not
+see it. The Two-Tower model early-stops on that same holdout, and since its user tower reads only
+the user's history, the final user embeddings come from the full history without refitting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+from app.retrieval.user_tower import UserTower
+
+from app.retrieval.fusion import FusionParams, fuse
+from training.als import AlsParams, AlsResult, fit_als
+from training.content import ContentModel, ContentParams, choose_prior, fit_content
+from training.evaluation import top_k
+from training.metrics import ranking_metrics
+from training.popularity import PopularityModel, fit_popularity
+from training.settings import TrainSettings
+from training.splits import validation_split
+
+if TYPE_CHECKING:
+    from training.two_tower import TwoTowerResult
+
+Progress = Callable[[str], None]
+
+RRF_K_GRID = (10.0, 60.0)
+TWO_TOWER_WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+_FUSION_USERS = 5_000
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class ModelSet:
+    als: AlsResult
+    als_params: AlsParams
+    popularity: PopularityModel
+    content: ContentModel | None = None
+    content_prior: float = 0.0
+    two_tower: TwoTowerResult | None = None
+    fusion: FusionParams | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def encode_histories(tower: UserTower, matrix: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+    """Two-Tower user vectors of `users` from their rows of `matrix`, through the serving encoder."""
+    out = np.zeros((len(users), tower.dim), np.float32)
+    for i, u in enumerate(users.tolist()):
+        start, end = matrix.indptr[u], matrix.indptr[u + 1]
+        vec = tower.encode(matrix.indices[start:end], matrix.data[start:end])
+        if vec is not None:
+            out[i] = vec
+    return out
+
+
+def fused_top_k(sources: dict[str, np.ndarray], params: FusionParams, k: int) -> np.ndarray:
+    """Row-wise `fuse` of per-source top lists (users x depth, -1 padded) -> users x k."""
+    n = len(next(iter(sources.values())))
+    out = np.full((n, k), -1, np.int64)
+    for i in range(n):
+        rows, _, _ = fuse([(name, lists[i]) for name, lists in sources.items()], params, k)
+        out[i, : len(rows)] = rows
+    return out
+
+
+def fit_fusion(
+    als_users: np.ndarray,
+    als_items: np.ndarray,
+    tt_users: np.ndarray,
+    tt_items: np.ndarray,
+    train: sp.csr_matrix,
+    validation: sp.csr_matrix,
+    users: np.ndarray,
+    k: int = 10,
+) -> tuple[FusionParams, dict[str, float]]:
+    """RRF weights and constant with the best validation NDCG@k on `users` (rows of the user
+    matrices are aligned with `users`). A Two-Tower weight of 0 (ALS alone) is a candidate, so the
+    ensemble is never fitted to be worse than ALS on validation."""
+    depth = FusionParams().depth_for(k)
+    local = np.arange(len(users))
+    lists = {
+        "als": top_k(als_users, als_items, local, depth, exclude=train[users]),
+        "two_tower": top_k(tt_users, tt_items, local, depth, exclude=train[users]),
+    }
+    truth = validation[users]
+    trials: dict[str, float] = {}
+    best: tuple[float, FusionParams] = (-1.0, FusionParams({"als": 1.0, "two_tower": 0.0}))
+    for rrf_k in RRF_K_GRID:
+        for w in TWO_TOWER_WEIGHT_GRID:
+            params = FusionParams({"als": round(1.0 - w, 2), "two_tower": w}, rrf_k=rrf_k)
+            ndcg = ranking_metrics(fused_top_k(lists, params, k), truth).ndcg
+            trials[f"two_tower={w:g},c={rrf_k:g}"] = round(ndcg, 5)
+            if ndcg > best[0] + 1e-9:
+                best = (ndcg, params)
+    return best[1], trials
+
+
+def fit_model_set(
+    train: sp.csr_matrix,
+    times: np.ndarray | None,
+    als_params: AlsParams,
+    settings: TrainSettings,
+    *,
+    items: pa.Table | None = None,
+    item_ids: np.ndarray | None = None,
+    progress: Progress = _quiet,
+) -> ModelSet:
+    """Fit popularity, content (when `items` is given), ALS and, unless disabled, Two-Tower plus
+    the fusion weights on `train`, with `als_params` already chosen."""
+    timings: dict[str, float] = {}
+    selection: dict[str, Any] = {}
+    t = time.perf_counter()
+    popularity = fit_popularity(train, times)
+    timings["popularity"] = time.perf_counter() - t
+    selection["popularity"] = popularity.info()
+
+    content, prior = None, 0.0
+    if items is not None and item_ids is not None:
+        t = time.perf_counter()
+        progress("content model: TF-IDF + truncated SVD over the item metadata")
+        content = fit_content(items, item_ids, ContentParams(dim=settings.content_dim, seed=settings.seed))
+        prior, trials = choose_prior(content.vectors, train, times, popularity.half_life_s, settings.seed)
+        selection["content"] = {**content.info, "popularity_prior": prior, "validation_ndcg_by_prior": trials}
+        timings["content"] = time.perf_counter() - t
+
+    two_tower, fusion = None, None
+    if settings.two_tower:
+        from training.two_tower import TwoTowerParams, fit_two_tower  # torch loads only when used
+
+        t = time.perf_counter()
+        parts = validation_split(train, fraction=0.1, seed=settings.seed + 3)
+        tt_params = TwoTowerParams(
+            dim=settings.two_tower_dim,
+            epochs=settings.two_tower_epochs,
+            seed=settings.seed,
+            device=settings.device,
+        )
+        progress(f"Two-Tower: up to {tt_params.epochs} epochs, early-stopped on validation NDCG@10")
+        two_tower = fit_two_tower(
+            train,
+            tt_params,
+            item_features=content.vectors if content is not None else None,
+            validation=parts.test,
+            progress=progress,
+        )
+        timings["two_tower"] = time.perf_counter() - t
+        t = time.perf_counter()
+        progress("fusion: ALS without the validation cells, RRF weights on validation")
+        als_val = fit_als(parts.train, replace(als_params, calculate_loss=False))
+        counts = np.diff(parts.train.indptr)
+        eligible = np.flatnonzero(
+            (counts >= settings.hot_min_interactions) & (np.diff(parts.test.indptr) > 0)
+        )
+        rng = np.random.default_rng(settings.seed)
+        users = np.sort(rng.permutation(eligible)[:_FUSION_USERS])
+        if len(users):
+            tower = UserTower(**two_tower.user_tower)
+            fusion, trials = fit_fusion(
+                als_val.user_factors[users],
+                als_val.item_factors,
+                encode_histories(tower, parts.train, users),
+                two_tower.item_embeddings,
+                parts.train,
+                parts.test,
+                users,
+                k=settings.k,
+            )
+            selection["fusion"] = {**fusion.as_dict(), "users": len(users), "validation_ndcg": trials}
+        else:
+            fusion = FusionParams()
+            selection["fusion"] = {**fusion.as_dict(), "users": 0, "note": "no hot validation users"}
+        timings["fusion"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress(f"ALS on {train.nnz:,} pairs with {als_params.as_dict()}")
+    als = fit_als(train, als_params)
+    timings["als"] = time.perf_counter() - t
+    return ModelSet(als, als_params, popularity, content, prior, two_tower, fusion, selection, timings)
