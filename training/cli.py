@@ -762,11 +762,14 @@ def demo(
         bool, typer.Option("--serve/--no-serve", help="Start the service on the new version afterwards.")
     ] = True,
     port: Annotated[int, typer.Option(help="Port of the service.")] = 8000,
+    two_tower: bool | None = _opt("two_tower", "--two-tower/--no-two-tower"),
 ) -> None:
-    """Generate synthetic data, train and evaluate ALS, publish, and serve: the whole job in one go."""
+    """Generate synthetic data, train every model (train-all) with its per-tier evaluation,
+    publish, and serve: the whole job in one go."""
     from training.pipeline import load_dataset_from
-    from training.pipeline import train as run_train
+    from training.pipeline import train_all as run_train_all
     from training.readers import read_items
+    from training.tier_eval import format_table
     from training.synthetic import SyntheticConfig, write
     from training.synthetic import generate as gen
 
@@ -776,11 +779,13 @@ def demo(
         gen(SyntheticConfig(users=users, items=items, interactions=interactions)), data_dir
     )
     _say(f"generated {interactions:,} synthetic events in {data_dir}")
-    settings = _settings(artifacts=workdir / "artifacts")
+    settings = _settings(artifacts=workdir / "artifacts", two_tower=two_tower)
     data = load_dataset_from(str(inter_path), settings)
-    report = run_train(data, settings, progress=_say, items=read_items(str(items_path)))
-    _print_train_report(report, time.perf_counter() - start)
+    report = run_train_all(data, settings, progress=_say, items=read_items(str(items_path)))
+    if report.tiers is not None:
+        typer.echo(format_table(report.tiers, "\nper-tier holdout, k=10 (routed method in bold):"))
     assert report.version_dir is not None
+    typer.echo(f"wrote {report.version_dir} in {time.perf_counter() - start:.1f}s total")
     published = run_publish(report.version_dir, _store_settings(settings.artifacts, None, None))
     _say(f"published {published.version} ({published.users:,} users) to the {published.store} store")
     if serve_after:
