@@ -167,7 +167,15 @@ def fit_model_set(
         rng = np.random.default_rng(settings.seed)
         users = np.sort(rng.permutation(eligible)[:_FUSION_USERS])
         if len(users):
-            tower = UserTower(**two_tower.user_tower)
+            w = two_tower.user_tower
+            tower = UserTower(
+                w["history_table"],
+                w["w1"],
+                w["b1"],
+                w["w2"],
+                w["b2"],
+                max_history=two_tower.params.max_history,
+            )
             fusion, trials = fit_fusion(
                 als_val.user_factors[users],
                 als_val.item_factors,

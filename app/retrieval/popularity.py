@@ -1,8 +1,12 @@
 """Popularity candidates: the answer for users with no history and the fallback of every tier.
 
-Items are ranked once per version; a request walks that ranking and keeps the first k items its
-filter allows and its exclusions do not name. The walk reads the ranking in growing chunks, so an
-unfiltered request touches ~k items and a 1%-selective one ~100k, never a full sort.
+Items are ranked once per version (by the time-decayed scores of a train-all version, else by
+distinct users); a request walks that ranking and keeps the first k items its filter allows and its
+exclusions do not name. The walk reads the ranking in growing chunks, so an unfiltered request
+touches ~k items. A narrow filter (a category, an allow list) instead ranks only the rows it
+allows, which the attribute table already holds as per-category posting lists: the cost follows
+the filter's size, not the depth of the first allowed item in the global ranking, and k results
+come back whenever k items pass.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from app.retrieval import bitmaps
+
+
+_NARROW_SHARE = 16  # a filter passing at most 1/16 of the items ranks its own rows
 
 
 class PopularityRanking:
@@ -33,6 +40,8 @@ class PopularityRanking:
         """The k most popular rows passing `allowed` (packed bitmap) and not in `excluded`."""
         k = max(0, min(k, self.n))
         ex = np.unique(excluded) if excluded is not None and len(excluded) else None
+        if allowed is not None and bitmaps.count(allowed) * _NARROW_SHARE <= self.n:
+            return self._top_of(bitmaps.to_rows(allowed, self.n), k, ex)
         picked: list[np.ndarray] = []
         found, start, chunk = 0, 0, max(4 * k, 256)
         while found < k and start < self.n:
@@ -47,3 +56,17 @@ class PopularityRanking:
             chunk *= 4
         out = np.concatenate(picked)[:k] if picked else np.empty(0, np.int64)
         return out, self.scores[out]
+
+    def _top_of(self, rows: np.ndarray, k: int, ex: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of `rows` (not in `ex`), best first; ties keep the global ranking's order."""
+        rows = np.asarray(rows, np.int64)
+        if ex is not None and len(rows):
+            rows = rows[~np.isin(rows, ex)]
+        scores = self.scores[rows]
+        if len(rows) > k > 0:
+            # Keep every row tied with the k-th score, so ties resolve by row as in the walk.
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = scores >= kth
+            rows, scores = rows[keep], scores[keep]
+        order = np.lexsort((rows, -scores))[:k]
+        return rows[order], scores[order]

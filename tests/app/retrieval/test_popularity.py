@@ -34,3 +34,17 @@ def test_fewer_allowed_items_than_k_returns_all_of_them() -> None:
     ranking = PopularityRanking(np.arange(10, dtype=np.float32))
     rows, _ = ranking.top(5, bitmaps.from_rows(10, np.array([1, 2])))
     assert sorted(rows.tolist()) == [1, 2]
+
+
+@pytest.mark.parametrize("share", [0.001, 0.03, 0.2, 0.9])
+def test_narrow_and_wide_filters_agree_with_a_brute_force_ranking(share: float) -> None:
+    """Narrow filters rank their own rows, wide ones walk the global ranking: same answers."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    ranking = PopularityRanking(rng.integers(0, 500, n).astype(np.float32))  # many ties
+    allowed_rows = np.flatnonzero(rng.random(n) < share)
+    excluded = rng.choice(allowed_rows, len(allowed_rows) // 10, replace=False)
+    rows, _ = ranking.top(40, bitmaps.from_rows(n, allowed_rows), excluded)
+    keep = np.setdiff1d(allowed_rows, excluded)
+    expected = keep[np.lexsort((keep, -ranking.scores[keep]))][:40]
+    assert rows.tolist() == expected.tolist()
