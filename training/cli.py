@@ -769,9 +769,9 @@ def demo(
     from training.pipeline import load_dataset_from
     from training.pipeline import train_all as run_train_all
     from training.readers import read_items
-    from training.tier_eval import format_table
     from training.synthetic import SyntheticConfig, write
     from training.synthetic import generate as gen
+    from training.tier_eval import format_table
 
     start = time.perf_counter()
     data_dir = workdir / "data" / "synthetic"

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from app.retrieval.user_tower import UserTower
 
 from app.retrieval.fusion import FusionParams, fuse
+from app.retrieval.user_tower import UserTower
 from training.als import AlsParams, AlsResult, fit_als
 from training.content import ContentModel, ContentParams, choose_prior, fit_content
 from training.evaluation import top_k

@@ -15,7 +15,6 @@ import numpy as np
 
 from app.retrieval import bitmaps
 
-
 _NARROW_SHARE = 16  # a filter passing at most 1/16 of the items ranks its own rows
 
 

@@ -11,22 +11,31 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from app.retrieval.user_tower import UserTower
-from tests.builders import small_data
 from training.dataset import build_dataset
 from training.evaluation import evaluate_ranking, popularity_factors
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.interaction_log import from_table
 from training.splits import Split, SplitKind, split
-from training.two_tower import TwoTowerParams, TwoTowerResult, fit_two_tower
+from training.synthetic import SyntheticConfig, generate
+from training.two_tower import (
+    TwoTowerParams,
+    TwoTowerResult,
+    _leave_one_out_pooled,
+    _Pairs,
+    _positives,
+    _TwoTower,
+    fit_two_tower,
+)
 
 SMALL = TwoTowerParams(dim=16, hidden=32, epochs=12, batch_size=256, learning_rate=1e-2, patience=2)
 
 
 @pytest.fixture(scope="module")
 def matrix() -> sp.csr_matrix:
-    data = small_data(users=800, items=300, seed=5)
+    data = generate(SyntheticConfig(users=1_500, items=300, interactions=30_000, clusters=8, seed=3))
     return build_dataset(from_table(data.interactions, DEFAULT_EVENT_WEIGHTS)).matrix.tocsr()
 
 
@@ -81,8 +90,9 @@ def test_same_seed_gives_bitwise_identical_arrays(parts: Split) -> None:
 def test_beats_popularity_on_held_out_items(parts: Split, fitted: TwoTowerResult) -> None:
     model = evaluate_ranking(fitted.user_embeddings, fitted.item_embeddings, parts.train, parts.test, k=10)
     pop = evaluate_ranking(*popularity_factors(parts.train), parts.train, parts.test, k=10)
-    assert model.recall > 1.3 * pop.recall, (model.recall, pop.recall)
-    assert model.ndcg > 1.3 * pop.ndcg, (model.ndcg, pop.ndcg)
+    # Measured: recall 0.43 against 0.22, NDCG 0.32 against 0.14.
+    assert model.recall > 1.5 * pop.recall, (model.recall, pop.recall)
+    assert model.ndcg > 1.5 * pop.ndcg, (model.ndcg, pop.ndcg)
     assert model.coverage > pop.coverage
 
 
@@ -158,3 +168,31 @@ def test_no_positive_cells_is_a_clear_error() -> None:
     m = sp.csr_matrix((-np.ones(3, np.float32), ([0, 1, 2], [0, 1, 2])), shape=(3, 3))
     with pytest.raises(ValueError, match="no positive"):
         fit_two_tower(m, SMALL)
+
+
+def test_pooled_history_leaves_the_target_out() -> None:
+    """The leakage guard: a pair (user, target) pools the user's capped history without the target."""
+    rng = np.random.default_rng(1)
+    dense = np.where(rng.random((5, 9)) < 0.5, rng.integers(1, 4, (5, 9)), 0).astype(np.float32)
+    dense[3] = 0.0
+    dense[3, 4] = 2.0  # a user with one positive: pooled history is empty -> zero vector
+    dense[0] = np.arange(1, 10)  # a user over the cap: the targets the cap dropped are not subtracted
+    dense[1, 2] = -1.0  # a dislike is neither a pair nor pooled
+    positives = _positives(sp.csr_matrix(dense))
+    max_history = 4
+    pairs = _Pairs.build(positives, max_history)
+    model = _TwoTower(9, replace(SMALL, hidden=6), 0)
+    table = model.history.weight.detach().numpy().astype(np.float64)
+    with torch.no_grad():
+        pooled, targets = _leave_one_out_pooled(
+            model, pairs, np.arange(len(pairs.items)), torch.device("cpu")
+        )
+    assert targets.tolist() == pairs.items.tolist()
+    for k, (u, t) in enumerate(zip(pairs.users, pairs.items, strict=True)):
+        weights = np.where(dense[u] > 0, dense[u], 0.0)
+        kept = np.lexsort((np.arange(9), -weights))[:max_history]  # largest weights, ties by index
+        kept = kept[(weights[kept] > 0) & (kept != t)]
+        expected = np.zeros(6) if len(kept) == 0 else weights[kept] @ table[kept] / weights[kept].sum()
+        np.testing.assert_allclose(pooled[k].numpy(), expected, atol=1e-6, err_msg=f"user {u} item {t}")
+    assert 2 not in pairs.items[pairs.users == 1]
+    assert not pooled[pairs.users == 3].any()
