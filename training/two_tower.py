@@ -28,8 +28,11 @@ Why this shape:
   RNG state is untouched), the numpy shuffles, and deterministic algorithms are enforced, so two
   fits on the same machine give bitwise-identical arrays.
 
-Pairs in one batch are grouped by user before pooling: a heavy user appears several times in a
-large batch and their history is then summed once, which is most of the per-step cost.
+Cost (ML-1M, 2 CPU cores, defaults): 15-20 ms per step of 1,024 pairs, 12-14 s per epoch, about
+13 epochs (150-180 s) before early stopping. A batch's history bags are summed once per distinct
+user (heavy users recur within a batch), the bag gradient is one sparse product (`_CpuBagSums`),
+and the batch x batch softmax is fused by hand (`_InBatchSoftmax`); what remains is mostly the
+matrix products and Adam over the two item tables.
 """
 
 from __future__ import annotations
