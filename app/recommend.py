@@ -202,14 +202,13 @@ class Recommender:
             vectors = await self._vectors(chosen.method, version, profile)
             if self._usable(chosen.method, vectors):
                 return chosen, vectors
-            caps = Capabilities(
-                als=caps.als and vectors.als is not None
-                if chosen.method in (Method.als, Method.ensemble)
-                else caps.als,
-                content=caps.content and chosen.method is not Method.content_based,
-                two_tower=caps.two_tower and vectors.two_tower is not None
-                if chosen.method in (Method.two_tower, Method.ensemble)
-                else caps.two_tower,
+            method = chosen.method
+            caps = replace(
+                caps,
+                als=caps.als and not (method in (Method.als, Method.ensemble) and vectors.als is None),
+                content=caps.content and method is not Method.content_based,
+                two_tower=caps.two_tower
+                and not (method in (Method.two_tower, Method.ensemble) and vectors.two_tower is None),
             )
 
     async def candidates(self, req: CandidatesRequest, k: int, variant: Variant) -> Answer:
