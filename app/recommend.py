@@ -95,17 +95,31 @@ class Recommender:
             self.health.succeeded()
         return profile
 
-    async def _als_vector(self, version: ServingVersion, profile: UserProfile) -> np.ndarray | None:
-        """The stored vector while it is current; a fold-in once the user has events the
-        training run did not see (or has no stored vector at all)."""
-        stored = profile.embeddings.get("als") if profile.known else None
-        if stored is not None and (profile.live == 0 or version.foldin is None):
-            return stored
-        if version.foldin is None:
-            return None
-        rows, weights = profile_interactions(
+    @staticmethod
+    def _stored(profile: UserProfile, name: str, can_recompute: bool) -> tuple[np.ndarray | None, bool]:
+        """The published embedding `name` and whether it is still current: it is until the user
+        has events the training run did not see, unless nothing could recompute it anyway."""
+        stored = profile.embeddings.get(name) if profile.known else None
+        return stored, stored is not None and (profile.live == 0 or not can_recompute)
+
+    def _history(self, profile: UserProfile) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, weights) of what the user did, as both fold-in and the user tower read it."""
+        return profile_interactions(
             profile.seen, profile.recent_items, profile.recent_weights, self.settings.foldin_max_items
         )
+
+    async def _als_vector(
+        self,
+        version: ServingVersion,
+        profile: UserProfile,
+        history: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray | None:
+        """The stored vector while it is current; a fold-in once the user has events the
+        training run did not see (or has no stored vector at all)."""
+        stored, current = self._stored(profile, "als", version.foldin is not None)
+        if current or version.foldin is None:
+            return stored
+        rows, weights = history or self._history(profile)
         if not len(rows) or not np.any(weights > 0):
             return stored
         foldin = version.foldin
@@ -121,17 +135,18 @@ class Recommender:
         except FilterError as exc:
             raise field_error(("body", *exc.field.split(".")), str(exc).split(": ", 1)[-1]) from exc
 
-    def _two_tower_vector(self, version: ServingVersion, profile: UserProfile) -> np.ndarray | None:
+    def _two_tower_vector(
+        self,
+        version: ServingVersion,
+        profile: UserProfile,
+        history: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray | None:
         """The published embedding while it is current; the user tower over the store's history
         once the user has events the training run did not see (or was never published)."""
-        stored = profile.embeddings.get("two_tower") if profile.known else None
-        if stored is not None and (profile.live == 0 or version.user_tower is None):
+        stored, current = self._stored(profile, "two_tower", version.user_tower is not None)
+        if current or version.user_tower is None:
             return stored
-        if version.user_tower is None:
-            return None
-        rows, weights = profile_interactions(
-            profile.seen, profile.recent_items, profile.recent_weights, self.settings.foldin_max_items
-        )
+        rows, weights = history or self._history(profile)
         encoded = version.user_tower.encode(rows, weights)
         return encoded if encoded is not None else stored
 
@@ -171,10 +186,12 @@ class Recommender:
 
     async def _vectors(self, method: Method, version: ServingVersion, profile: UserProfile) -> UserVectors:
         out = UserVectors()
+        # The ensemble may recompute both vectors from the same history: read it once.
+        history = self._history(profile) if method is Method.ensemble and profile.live else None
         if method in (Method.als, Method.ensemble):
-            out.als = await self._als_vector(version, profile)
+            out.als = await self._als_vector(version, profile, history)
         if method in (Method.two_tower, Method.ensemble):
-            out.two_tower = self._two_tower_vector(version, profile)
+            out.two_tower = self._two_tower_vector(version, profile, history)
         if method is Method.content_based:
             out.content = self._content_query(version, profile)
         return out
