@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
+from app.schemas import ID_PATTERN
+
 
 def field_error(loc: Sequence[str | int], message: str, value: Any = None) -> RequestValidationError:
     """A 422 like pydantic's: `{"detail": [{"loc": [...], "msg": ..., "type": "value_error"}]}`."""
@@ -15,16 +17,45 @@ def field_error(loc: Sequence[str | int], message: str, value: Any = None) -> Re
     )
 
 
+UNPARSABLE_BODY = {
+    "type": "json_invalid",
+    "loc": ("body",),
+    "msg": "the body could not be parsed: send UTF-8 JSON nested at most a few hundred levels deep",
+}
+
+
 class NoVersionError(Exception):
     """No model version is loaded yet (nothing published, or every candidate refused)."""
 
 
 def _scalar(value: Any) -> bool:
-    return (
-        value is None
-        or isinstance(value, bool | int | float)
-        or (isinstance(value, str) and len(value) <= 200)
-    )
+    """Small enough to echo back, and encodable: JSON allows any integer, orjson only 64-bit ones."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**64
+    if isinstance(value, str):
+        return len(value) <= 200 and _encodable(value)
+    return value is None or isinstance(value, bool | float)
+
+
+def _encodable(text: str) -> bool:
+    """False for lone surrogates (JSON's "\\ud800"), which no UTF-8 answer can carry."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _location(loc: Sequence[str | int]) -> list[str | int]:
+    """The path as the client wrote it, without pydantic's validator tags that a union of body
+    models adds (`function-after[_weight_or_type(), InteractionEvent]`)."""
+    return [part for part in loc if not (isinstance(part, str) and part.startswith("function-"))]
+
+
+def _message(error: Any) -> Any:
+    if error.get("type") == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == ID_PATTERN:
+        return "ids are printable text: no control characters (U+0000 to U+001F, U+007F)"
+    return error.get("msg")
 
 
 def validation_body(errors: Sequence[Any]) -> dict[str, Any]:
@@ -32,7 +63,7 @@ def validation_body(errors: Sequence[Any]) -> dict[str, Any]:
     large offending value is not echoed back (the field path says where it was)."""
     detail = []
     for error in errors:
-        item = {"type": error.get("type"), "loc": list(error.get("loc", ())), "msg": error.get("msg")}
+        item = {"type": error.get("type"), "loc": _location(error.get("loc", ())), "msg": _message(error)}
         if _scalar(error.get("input")):
             item["input"] = error.get("input")
         if error.get("ctx"):

@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import validation_body
+from app.errors import UNPARSABLE_BODY, validation_body
 from app.experiments import load_experiment
 from app.health import StoreHealth
 from app.metrics import ServiceMetrics
@@ -81,6 +83,12 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         return json_response(validation_body(exc.errors()), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bytes that are not UTF-8
+            return json_response(validation_body([UNPARSABLE_BODY]), 422)
+        return await http_exception_handler(request, exc)
 
     app.add_middleware(ObservedLimitedMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

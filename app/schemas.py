@@ -149,3 +149,8 @@ class InteractionsResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+BODY_ERRORS: dict[int | str, dict[str, object]] = {
+    413: {"model": ErrorResponse, "description": "The body is larger than RECSYS_MAX_BODY_BYTES."},
+}

@@ -75,6 +75,11 @@ class ServeSettings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of /admin/*; unset = admin endpoints are disabled."
     )
+    api_keys: list[SecretStr] | None = Field(
+        None,
+        description="Keys accepted in X-API-Key by /candidates and /interactions, as a JSON list "
+        '(\'["key-a", "key-b"]\'; two at once rotate a key); unset = the public routes are open.',
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:

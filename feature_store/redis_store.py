@@ -84,6 +84,7 @@ class RedisStore:
             socket_timeout=settings.publish_timeout_s if bulk else settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_connect_timeout_s,
             health_check_interval=30,
+            **_tls_options(settings),
         )
         return cls(aioredis.Redis(connection_pool=pool), settings)
 
@@ -280,3 +281,17 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _tls_options(settings: StoreSettings) -> dict[str, str]:
+    """Certificate files for a rediss:// URL (redis-py refuses them on a plain connection)."""
+    url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    files = {
+        "ssl_ca_certs": settings.redis_tls_ca_file,
+        "ssl_certfile": settings.redis_tls_cert_file,
+        "ssl_keyfile": settings.redis_tls_key_file,
+    }
+    given = {name: str(path) for name, path in files.items() if path is not None}
+    if given and not url.startswith("rediss://"):
+        raise ValueError("RECSYS_REDIS_TLS_* files need a rediss:// RECSYS_REDIS_URL")
+    return given

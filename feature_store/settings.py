@@ -15,6 +15,13 @@ class StoreSettings(BaseSettings):
         None,
         description="redis://[:password@]host:port/db or rediss:// for TLS; unset = the embedded store.",
     )
+    redis_tls_ca_file: Path | None = Field(
+        None, description="CA bundle that signed the server's certificate (rediss:// only)."
+    )
+    redis_tls_cert_file: Path | None = Field(
+        None, description="Client certificate, for servers that require one (rediss:// only)."
+    )
+    redis_tls_key_file: Path | None = Field(None, description="Key of the client certificate.")
     redis_prefix: str = Field("recsys", min_length=1, max_length=64, description="Key namespace prefix.")
     redis_pool_size: int = Field(32, ge=1, le=10_000, description="Connections in the pool.")
     redis_timeout_s: float = Field(0.25, gt=0, description="Socket timeout of serving reads.")

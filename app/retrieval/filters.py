@@ -40,10 +40,12 @@ class AttributeCondition(BaseModel):
     not_in: list[str | int] | None = Field(
         None, max_length=MAX_VALUES, description="Drop items with any of these values."
     )
-    gte: float | None = Field(None, description="Numeric or date (epoch seconds) lower bound, inclusive.")
-    gt: float | None = Field(None, description="Lower bound, exclusive.")
-    lte: float | None = Field(None, description="Upper bound, inclusive.")
-    lt: float | None = Field(None, description="Upper bound, exclusive.")
+    gte: float | None = Field(
+        None, allow_inf_nan=False, description="Numeric or date (epoch seconds) lower bound, inclusive."
+    )
+    gt: float | None = Field(None, allow_inf_nan=False, description="Lower bound, exclusive.")
+    lte: float | None = Field(None, allow_inf_nan=False, description="Upper bound, inclusive.")
+    lt: float | None = Field(None, allow_inf_nan=False, description="Upper bound, exclusive.")
 
     @model_validator(mode="after")
     def _one_bound_per_side(self) -> AttributeCondition:

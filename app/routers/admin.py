@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app.responses import json_response
-from app.state import Services, services
+from app.schemas import ErrorResponse
+from app.security import require_admin
+from app.state import Services
 from feature_store.base import StoreUnavailableError
 from feature_store.errors import VersionNotReadyError
 
-router = APIRouter(prefix="/admin", tags=["admin"])
-
-
-async def require_admin(
-    svc: Annotated[Services, Depends(services)],
-    authorization: Annotated[str | None, Header(description="Bearer <RECSYS_ADMIN_TOKEN>")] = None,
-) -> Services:
-    token = svc.settings.admin_token
-    if token is None:
-        raise HTTPException(404, "admin endpoints are disabled (set RECSYS_ADMIN_TOKEN)")
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise HTTPException(401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"})
-    return svc
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    responses={
+        401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+        404: {"model": ErrorResponse, "description": "Admin endpoints are disabled (no RECSYS_ADMIN_TOKEN)."},
+    },
+)
 
 
 class ActivateRequest(BaseModel):
@@ -49,7 +44,14 @@ async def reload(svc: Annotated[Services, Depends(require_admin)]) -> Response:
     return _state(svc, await svc.registry.refresh(retry_failed=True))
 
 
-@router.post("/activate", summary="Switch the store's active version (rollback) and load it")
+@router.post(
+    "/activate",
+    summary="Switch the store's active version (rollback) and load it",
+    responses={
+        409: {"model": ErrorResponse, "description": "That version was never published completely."},
+        503: {"model": ErrorResponse, "description": "The store is unreachable; nothing changed."},
+    },
+)
 async def activate(body: ActivateRequest, svc: Annotated[Services, Depends(require_admin)]) -> Response:
     try:
         await svc.store.activate(body.version)

@@ -9,10 +9,15 @@ from fastapi.responses import Response
 
 from app.errors import NoVersionError, field_error
 from app.responses import json_response
-from app.schemas import CandidatesRequest, CandidatesResponse, ErrorResponse
+from app.schemas import BODY_ERRORS, CandidatesRequest, CandidatesResponse, ErrorResponse
+from app.security import API_KEY_ERRORS, require_api_key
 from app.state import Services, services
 
-router = APIRouter(tags=["candidates"])
+router = APIRouter(
+    tags=["candidates"],
+    dependencies=[Depends(require_api_key)],
+    responses={**API_KEY_ERRORS, **BODY_ERRORS},
+)
 
 
 @router.post(

@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.responses import json_response
@@ -47,6 +47,11 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
     return json_response(body, 503 if active is None else 200)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -9,11 +9,22 @@ from fastapi.responses import Response
 
 from app.errors import field_error
 from app.responses import json_response
-from app.schemas import ErrorResponse, InteractionBatch, InteractionEvent, InteractionsResponse
+from app.schemas import (
+    BODY_ERRORS,
+    ErrorResponse,
+    InteractionBatch,
+    InteractionEvent,
+    InteractionsResponse,
+)
+from app.security import API_KEY_ERRORS, require_api_key
 from app.state import Services, services
 from feature_store.base import StoreUnavailableError
 
-router = APIRouter(tags=["interactions"])
+router = APIRouter(
+    tags=["interactions"],
+    dependencies=[Depends(require_api_key)],
+    responses={**API_KEY_ERRORS, **BODY_ERRORS},
+)
 
 
 @router.post(

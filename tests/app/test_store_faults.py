@@ -3,56 +3,26 @@ readyz says degraded, writes say they were not stored, and recovery needs nobody
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from app.main import create_app
 from feature_store.settings import StoreSettings
 from tests.app.conftest import publish, serve_settings, users_by_tier
 from tests.app.live_server import LiveServer, free_port
+from tests.private_redis import PrivateRedis, private_redis
 
 STORE_TIMEOUT_S = 0.2
 
 
 @pytest.fixture
-def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A redis-server of this test's own, so it can be paused and killed."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("RECSYS_REQUIRE_SERVICES"):
-            pytest.fail("redis-server is required (scripts/test.sh installs it)")
-        pytest.skip("redis-server not installed (scripts/test.sh installs it)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    try:
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.kill()
-        proc.wait()
+def own_redis() -> Iterator[PrivateRedis]:
+    with private_redis() as server:
+        yield server
 
 
 def _ask(client: httpx.Client, user: str) -> tuple[httpx.Response, float]:
@@ -62,9 +32,9 @@ def _ask(client: httpx.Client, user: str) -> tuple[httpx.Response, float]:
 
 
 def test_a_paused_then_killed_store_degrades_to_popularity_and_recovers_by_itself(
-    private_redis: tuple[subprocess.Popen[bytes], str], artifacts: Path
+    own_redis: PrivateRedis, artifacts: Path
 ) -> None:
-    proc, url = private_redis
+    url = own_redis.url
     store_settings = StoreSettings(
         redis_url=url,
         redis_prefix="faults",
@@ -78,7 +48,7 @@ def test_a_paused_then_killed_store_degrades_to_popularity_and_recovers_by_itsel
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=10) as client:
         assert _ask(client, warm)[0].json()["method_used"] == "als"
 
-        proc.send_signal(signal.SIGSTOP)  # a hung Redis: connections open, no answers
+        own_redis.pause()  # a hung Redis: connections open, no answers
         for _ in range(3):
             response, seconds = _ask(client, warm)
             body = response.json()
@@ -93,15 +63,14 @@ def test_a_paused_then_killed_store_degrades_to_popularity_and_recovers_by_itsel
         )
         assert write.status_code == 503 and write.json()["detail"].startswith("not stored")
 
-        proc.send_signal(signal.SIGCONT)
+        own_redis.resume()
         deadline = time.monotonic() + 10
         while _ask(client, warm)[0].json()["method_used"] != "als":
             assert time.monotonic() < deadline, "did not recover within 10 s of the store coming back"
             time.sleep(0.05)
         assert client.get("/readyz").json()["status"] == "ready"
 
-        proc.kill()  # a dead Redis: connections refused
-        proc.wait()
+        own_redis.kill()  # a dead Redis: connections refused
         response, seconds = _ask(client, warm)
         assert response.json()["method_used"] == "popularity_fallback" and seconds < STORE_TIMEOUT_S + 0.5
         assert client.get("/readyz").json()["store"]["ok"] is False
