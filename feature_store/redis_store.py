@@ -9,7 +9,6 @@ surfaces as StoreUnavailableError, which serving turns into a fallback, never a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from feature_store.base import (
     LiveEvent,
@@ -216,43 +215,49 @@ class RedisStore:
         stream: bool = True,
     ) -> RecordResult:
         idem_key = self.keys.idempotency(request_id) if request_id else None
-        async with self._guard("record events"):
+        async with self._guard("record events"), self._client.pipeline(transaction=True) as pipe:
+            # One MULTI/EXEC: the request id is claimed if and only if the events are applied. A
+            # write whose answer is lost (timeout) has either happened whole or not at all, so the
+            # client's retry with the same id stores the events exactly once either way.
             if idem_key is not None:
-                fresh = await self._client.set(idem_key, b"1", nx=True, ex=self._settings.idempotency_ttl_s)
-                if not fresh:
+                await pipe.watch(idem_key)
+                if await pipe.exists(idem_key):
                     return RecordResult(stored=0, duplicate=True)
+                pipe.multi()
+                pipe.set(idem_key, b"1", ex=self._settings.idempotency_ttl_s)
+            self._queue_events(pipe, version, events, request_id, stream)
             try:
-                pipe = self._client.pipeline(transaction=False)
-                if version is not None:
-                    by_user: dict[str, list[LiveEvent]] = defaultdict(list)
-                    for event in events:
-                        by_user[event.user_id].append(event)
-                    for user_id, own in by_user.items():
-                        stem = self.keys.user(version, user_id)
-                        pipe.incrby(stem + ":n", len(own))
-                        rows = np.array([e.item_row for e in own if e.item_row >= 0], "<i4")
-                        if len(rows):
-                            weights = np.array([e.weight for e in own if e.item_row >= 0], "<f4")
-                            pipe.append(stem + ":s", rows.tobytes())
-                            pipe.append(stem + ":r", pack_recent(rows, weights))
-                if stream:
-                    for event in events:
-                        fields = event.stream_fields()
-                        if request_id:
-                            fields["request_id"] = request_id
-                        pipe.xadd(
-                            self.keys.events,
-                            fields,  # type: ignore[arg-type]
-                            maxlen=self._settings.stream_maxlen,
-                            approximate=True,
-                        )
                 await pipe.execute()
-            except BaseException:
-                if idem_key is not None:
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._client.delete(idem_key)  # let the client retry the same id
-                raise
+            except WatchError:  # a concurrent request with the same id got there first
+                return RecordResult(stored=0, duplicate=True)
         return RecordResult(stored=len(events))
+
+    def _queue_events(
+        self,
+        pipe: Any,
+        version: str | None,
+        events: Sequence[LiveEvent],
+        request_id: str | None,
+        stream: bool,
+    ) -> None:
+        if version is not None:
+            by_user: dict[str, list[LiveEvent]] = defaultdict(list)
+            for event in events:
+                by_user[event.user_id].append(event)
+            for user_id, own in by_user.items():
+                stem = self.keys.user(version, user_id)
+                pipe.incrby(stem + ":n", len(own))
+                rows = np.array([e.item_row for e in own if e.item_row >= 0], "<i4")
+                if len(rows):
+                    weights = np.array([e.weight for e in own if e.item_row >= 0], "<f4")
+                    pipe.append(stem + ":s", rows.tobytes())
+                    pipe.append(stem + ":r", pack_recent(rows, weights))
+        if stream:
+            for event in events:
+                fields = event.stream_fields()
+                if request_id:
+                    fields["request_id"] = request_id
+                pipe.xadd(self.keys.events, fields, maxlen=self._settings.stream_maxlen, approximate=True)
 
     async def read_events(self, after: str = "0", count: int = 10_000) -> list[StreamEntry]:
         low = "-" if after in ("0", "", "-") else f"({after}"

@@ -32,7 +32,11 @@ router = APIRouter(
     response_model=InteractionsResponse,
     summary="Record one event or a batch",
     responses={
-        503: {"model": ErrorResponse, "description": "The store is unreachable: nothing was stored, retry."},
+        503: {
+            "model": ErrorResponse,
+            "description": "The store did not confirm the write: retry with the same request id "
+            "(a write is applied whole or not at all, and a request id is applied once).",
+        },
     },
 )
 async def post_interactions(
@@ -55,6 +59,9 @@ async def post_interactions(
     try:
         result = await svc.recommender.record(batch, request_id)
     except StoreUnavailableError as exc:
-        detail = f"not stored: the feature store is unavailable ({exc}); retry with the same request id"
+        detail = (
+            f"not stored: the feature store did not confirm the write ({exc}); retry with the same "
+            "request id, which stores the events exactly once whether or not this attempt reached it"
+        )
         return json_response({"detail": detail}, 503)
     return json_response(result)

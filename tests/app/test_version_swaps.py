@@ -3,9 +3,10 @@ the old one keeps serving."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -74,21 +75,47 @@ def test_polling_picks_up_a_published_version_while_requests_keep_succeeding(
     assert versions == {"als_v1", "als_v2"}
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-64])
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size: only the sha256 can tell
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "reason"),
+    [
+        (_truncate, "item_factors.npy", "truncated"),
+        (_flip_last_byte, "item_factors.npy", "sha256"),
+        (_flip_last_byte, "index_als.faiss", "sha256"),
+    ],
+    ids=["truncated-factors", "flipped-byte-factors", "flipped-byte-index"],
+)
 def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(
-    own_artifacts: Path, store_settings: StoreSettings
+    own_artifacts: Path,
+    store_settings: StoreSettings,
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[Path], None],
+    file: str,
+    reason: str,
 ) -> None:
     app = create_app(serve_settings(own_artifacts, admin_token=TOKEN), store_settings)
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=10) as client:
         publish(store_settings, own_artifacts / "als_v2")  # verified and live in the store...
-        damaged = own_artifacts / "als_v2" / "item_factors.npy"
-        damaged.write_bytes(damaged.read_bytes()[:-64])  # ...then damaged on this server's disk
-        answer = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        damage(own_artifacts / "als_v2" / file)  # ...then damaged on this server's disk
+        with caplog.at_level(logging.ERROR, logger="recsys.versions"):
+            answer = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).json()
         assert answer["changed"] is False and answer["model_version"] == "als_v1"
-        assert "item_factors.npy" in answer["refused"]["als_v2"]
+        assert file in answer["refused"]["als_v2"] and reason in answer["refused"]["als_v2"]
         assert _version(client) == "als_v1"
         ready = client.get("/readyz").json()
-        assert ready["status"] == "ready" and "item_factors.npy" in ready["refused_versions"]["als_v2"]
+        assert ready["status"] == "ready" and file in ready["refused_versions"]["als_v2"]
         assert 'recsys_version_loads_total{outcome="refused"} 1.0' in client.get("/metrics").text
+        logged = [r.getMessage() for r in caplog.records if r.name == "recsys.versions"]
+        assert any("als_v2 refused" in line and file in line for line in logged), logged
 
 
 def test_admin_endpoints_need_the_token_and_are_off_without_one(
