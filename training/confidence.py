@@ -27,10 +27,12 @@ def choose_default_scaling(values: np.ndarray) -> Scaling:
     """Without guidance: binary for 0/1 data, log when weights span a wide range, else linear.
 
     "Wide" is a 99th-percentile / median ratio above 20, which event weights from the seed's
-    table (0.5..3.5, summed over a few events) never reach but play counts always do.
+    table (0.5..3.5, summed over one or two events per pair) do not reach but play counts do.
+    "0/1 data" means the smallest and largest weight agree to float32 precision, a test that does
+    not depend on the order of the weights.
     """
     positive = np.abs(values[values != 0])
-    if positive.size == 0 or np.allclose(positive, positive[0]):
+    if positive.size == 0 or np.isclose(positive.min(), positive.max(), rtol=1e-5, atol=0.0):
         return Scaling.binary
     ratio = float(np.percentile(positive, 99) / max(np.median(positive), 1e-12))
     return Scaling.log if ratio > 20 else Scaling.linear
