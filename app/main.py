@@ -11,8 +11,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -26,6 +27,7 @@ from app.middleware import ObservedLimitedMiddleware
 from app.recommend import Recommender
 from app.responses import json_response
 from app.routers import admin, candidates, health, interactions
+from app.security import API_KEY_ERRORS, require_api_key
 from app.settings import ServeSettings
 from app.state import Services
 from app.version_registry import VersionRegistry
@@ -77,7 +79,14 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    for module in (candidates, interactions, health, admin):
+    # The API-key check costs a dependency on every request, so it is only mounted when keys exist
+    # (and only then does the OpenAPI document show the scheme).
+    public: dict[str, Any] = (
+        {"dependencies": [Depends(require_api_key)], "responses": API_KEY_ERRORS} if settings.api_keys else {}
+    )
+    for module in (candidates, interactions):
+        app.include_router(module.router, **public)
+    for module in (health, admin):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -10,14 +10,9 @@ from fastapi.responses import Response
 from app.errors import NoVersionError, field_error
 from app.responses import json_response
 from app.schemas import BODY_ERRORS, CandidatesRequest, CandidatesResponse, ErrorResponse
-from app.security import API_KEY_ERRORS, require_api_key
 from app.state import Services, services
 
-router = APIRouter(
-    tags=["candidates"],
-    dependencies=[Depends(require_api_key)],
-    responses={**API_KEY_ERRORS, **BODY_ERRORS},
-)
+router = APIRouter(tags=["candidates"], responses=BODY_ERRORS)
 
 
 @router.post(

@@ -16,15 +16,10 @@ from app.schemas import (
     InteractionEvent,
     InteractionsResponse,
 )
-from app.security import API_KEY_ERRORS, require_api_key
 from app.state import Services, services
 from feature_store.base import StoreUnavailableError
 
-router = APIRouter(
-    tags=["interactions"],
-    dependencies=[Depends(require_api_key)],
-    responses={**API_KEY_ERRORS, **BODY_ERRORS},
-)
+router = APIRouter(tags=["interactions"], responses=BODY_ERRORS)
 
 
 @router.post(

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +13,7 @@ import httpx
 from feature_store.embedded_store import EmbeddedStore
 from feature_store.publish import publish_version
 from tests.app.conftest import users_by_tier
-from tests.app.live_server import free_port
+from tests.app.live_server import free_port, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,37 +26,9 @@ def test_recsys_serve_with_two_workers_answers_over_http_on_the_embedded_store(
     asyncio.run(publish_version(own / "als_v1", EmbeddedStore(own)))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "training.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--artifacts",
-            str(own),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+    command = [sys.executable, "-m", "training.cli", "serve", "--port", str(port), "--workers", "2"]
+    with server_process([*command, "--artifacts", str(own)], env, port):
+        url = f"http://127.0.0.1:{port}"
         warm = users_by_tier(own / "als_v1")["warm"][0]
         with httpx.Client(base_url=url, timeout=10) as client:
             bodies = [client.post("/candidates", json={"user_id": warm, "k": 5}).json() for _ in range(20)]
@@ -71,6 +40,3 @@ def test_recsys_serve_with_two_workers_answers_over_http_on_the_embedded_store(
             line for line in metrics.splitlines() if line.startswith("recsys_candidates_requests_total{")
         ]
         assert served and sum(float(line.rsplit(" ", 1)[1]) for line in served) == 20  # both workers merged
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)

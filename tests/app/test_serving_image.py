@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +15,7 @@ import pytest
 from feature_store.embedded_store import EmbeddedStore
 from feature_store.publish import publish_version
 from tests.app.conftest import users_by_tier
-from tests.app.live_server import free_port
+from tests.app.live_server import free_port, server_process
 from tests.builders import train_all_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,26 +46,8 @@ def test_the_serving_image_answers_every_tier_without_any_training_package(versi
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
     env.update(RECSYS_ARTIFACTS=str(version.parent), RECSYS_PORT=str(port), RECSYS_WORKERS="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BOOT],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+    with server_process([sys.executable, "-c", BOOT], env, port) as proc:
         tiers = users_by_tier(version)
         cold_with_events = tiers["cold"][0]
         expected = {
@@ -85,7 +64,5 @@ def test_the_serving_image_answers_every_tier_without_any_training_package(versi
             assert client.post("/interactions", json={"events": events}).json()["stored"] == 6
             body = client.post("/candidates", json={"user_id": "newcomer", "k": 5}).json()
             assert (body["tier"], body["method_used"]) == ("warm", "als")  # fold-in, no scipy needed
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        out = proc.communicate(timeout=30)[0].decode()
+    out = proc.stdout.read().decode() if proc.stdout else ""
     assert "is not in the serving image" not in out, out
