@@ -45,10 +45,8 @@ async def require_api_key(
     svc: Annotated[Services, Depends(services)],
     key: Annotated[str | None, Security(_api_key)] = None,
 ) -> None:
-    keys = svc.settings.api_keys
-    if not keys:
-        return
-    if key is None or not matches_any(key, keys):
+    """Mounted by `create_app` only when RECSYS_API_KEYS is set (the one place that decides)."""
+    if key is None or not matches_any(key, svc.settings.api_keys or []):
         raise HTTPException(
             401, f"missing or wrong {API_KEY_HEADER}", headers={"WWW-Authenticate": API_KEY_HEADER}
         )

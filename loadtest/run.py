@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import signal
 import socket
@@ -93,8 +94,6 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, seconds: float = 
     while True:
         try:
             with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                import json
-
                 return str(json.loads(response.read())["model_version"])
         except urllib.error.HTTPError as exc:
             if exc.code == 503:
