@@ -22,7 +22,7 @@ from feature_store.manifest import ArtifactError
 from training.confidence import Scaling
 from training.errors import TrainingInputError
 from training.events import parse_weight_overrides
-from training.settings import SEED_DEFAULTS, TrainSettings
+from training.settings import SEED_DEFAULTS, Engine, TrainSettings
 from training.splits import SplitKind
 
 app = typer.Typer(
@@ -205,6 +205,10 @@ def train(
     hnsw_m: int | None = _opt("hnsw_m"),
     ef_construction: int | None = _opt("ef_construction"),
     ef_search: int | None = _opt("ef_search"),
+    engine: Engine | None = _opt("engine"),
+    spark_master: str | None = _opt("spark_master", "--master", "--spark-master"),
+    spark_driver_memory: str | None = _opt("spark_driver_memory"),
+    spark_partitions: int | None = _opt("spark_partitions"),
     seed_defaults: Annotated[
         bool,
         typer.Option(
@@ -214,7 +218,8 @@ def train(
         ),
     ] = False,
 ) -> None:
-    """Train ALS, evaluate it on a holdout beside popularity, and write artifacts/als_vN."""
+    """Train ALS (implicit here, or Spark MLlib with --engine spark), evaluate it on a holdout beside
+    popularity, and write artifacts/als_vN."""
     from training.pipeline import load_dataset_from
     from training.pipeline import train as run_train
 
@@ -243,7 +248,13 @@ def train(
         hnsw_m=hnsw_m,
         ef_construction=ef_construction,
         ef_search=ef_search,
+        engine=engine,
+        spark_master=spark_master,
+        spark_driver_memory=spark_driver_memory,
+        spark_partitions=spark_partitions,
     )
+    if settings.engine is Engine.spark and settings.use_gpu:
+        raise TrainingInputError("--use-gpu is for the implicit engine; Spark runs where --master points.")
     if settings.use_gpu:
         from training.als import gpu_available
 
@@ -251,6 +262,14 @@ def train(
             raise TrainingInputError(
                 "--use-gpu: implicit found no CUDA device; drop the flag to train on CPU."
             )
+    item_table = None
+    if items is not None:
+        from training.readers import read_items
+
+        item_table = read_items(items)
+    if settings.engine is Engine.spark:
+        _train_on_spark(interactions, settings, query, drop_unknown_events, item_table)
+        return
     start = time.perf_counter()
     _say(f"reading {interactions}")
     data = load_dataset_from(interactions, settings, query=query, drop_unknown_events=drop_unknown_events)
@@ -264,13 +283,47 @@ def train(
         if record.loss is not None:
             bar.set_postfix(loss=f"{record.loss:.5f}")
 
-    item_table = None
-    if items is not None:
-        from training.readers import read_items
-
-        item_table = read_items(items)
     report = run_train(data, settings, progress=_say, on_iteration=tick, items=item_table)
     bar.close()
+    _print_train_report(report, time.perf_counter() - start)
+
+
+def _train_on_spark(
+    interactions: str,
+    settings: TrainSettings,
+    query: str | None,
+    drop_unknown_events: bool,
+    item_table: Any,
+) -> None:
+    """`train --engine spark`: Spark reads, aggregates and fits; the version folder is the same."""
+    from training.dataset import build_dataset
+    from training.pipeline import train as run_train
+    from training.spark.engine import SparkEngine
+    from training.spark.reader import read_with_spark
+    from training.spark.session import spark_session
+
+    start = time.perf_counter()
+    _say(f"starting Spark ({settings.spark_master})")
+    with spark_session(settings) as spark:
+        _say(f"reading {interactions} in Spark")
+        log = read_with_spark(
+            spark, interactions, settings.event_weights, query=query, drop_unknown_events=drop_unknown_events
+        )
+        if log.dropped_unknown_events:
+            _say(f"dropped rows with unknown event types: {log.dropped_unknown_events}")
+        data = build_dataset(
+            log,
+            min_interactions=settings.min_interactions,
+            min_item_interactions=settings.min_item_interactions,
+            event_weights=settings.event_weights,
+        )
+        _say(
+            f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, "
+            f"{data.info['pairs']:,} pairs"
+        )
+        report = run_train(
+            data, settings, progress=_say, items=item_table, engine=SparkEngine(spark, settings)
+        )
     _print_train_report(report, time.perf_counter() - start)
 
 

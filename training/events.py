@@ -39,13 +39,18 @@ def event_weights_for(
         for code, count in zip(bad_codes.tolist(), bad_counts.tolist(), strict=True):
             counts["<missing>" if code < 0 else vocab[code]] = int(count)
         if not drop_unknown:
-            listed = ", ".join(f"'{k}' x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-            known = ", ".join(f"{k}={v:g}" for k, v in weights.items())
-            raise UnknownEventTypesError(
-                f"Unknown event types: {listed}. Known weights: {known}. Give them a weight with "
-                "--event-weight NAME=VALUE, or pass --drop-unknown-events to skip those rows."
-            )
+            raise unknown_events_error(counts, weights)
     return values.astype(np.float32), counts
+
+
+def unknown_events_error(counts: dict[str, int], weights: dict[str, float]) -> UnknownEventTypesError:
+    """The one message for unknown event labels, whichever engine read them."""
+    listed = ", ".join(f"'{k}' x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    known = ", ".join(f"{k}={v:g}" for k, v in weights.items())
+    return UnknownEventTypesError(
+        f"Unknown event types: {listed}. Known weights: {known}. Give them a weight with "
+        "--event-weight NAME=VALUE, or pass --drop-unknown-events to skip those rows."
+    )
 
 
 def parse_weight_overrides(pairs: list[str] | None) -> dict[str, float]:

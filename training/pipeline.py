@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from training.als import AlsParams, AlsResult, IterationRecord, fit_als
 from training.artifacts import write_als_version
@@ -103,6 +104,50 @@ def choose_params(
     return auto_select(searcher, base, pinned=pinned, binary_data=binary)
 
 
+class AlsEngine(Protocol):
+    """Who chooses the parameters and fits ALS; everything around it (split, evaluation, the
+    version folder) is the same for every engine, so their versions cannot be told apart."""
+
+    name: str
+
+    def select(
+        self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress
+    ) -> tuple[AlsParams, list[Trial]]: ...
+
+    def fit(
+        self,
+        matrix: sp.csr_matrix,
+        params: AlsParams,
+        on_iteration: Callable[[IterationRecord], None] | None = None,
+    ) -> AlsResult: ...
+
+    def hyperparameters(self, matrix: sp.csr_matrix, params: AlsParams) -> dict[str, Any]:
+        """What the engine's own solver was given, when it differs from `params` (the manifest)."""
+        ...
+
+
+class ImplicitEngine:
+    """The `implicit` library on this machine, with the validation search of tune.py."""
+
+    name = "implicit"
+
+    def select(
+        self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress
+    ) -> tuple[AlsParams, list[Trial]]:
+        return choose_params(train, settings, progress)
+
+    def fit(
+        self,
+        matrix: sp.csr_matrix,
+        params: AlsParams,
+        on_iteration: Callable[[IterationRecord], None] | None = None,
+    ) -> AlsResult:
+        return fit_als(matrix, params, on_iteration=on_iteration)
+
+    def hyperparameters(self, matrix: sp.csr_matrix, params: AlsParams) -> dict[str, Any]:
+        return {}
+
+
 @dataclass
 class TrainReport:
     dataset: Dataset
@@ -115,9 +160,14 @@ class TrainReport:
 
 
 def holdout_metrics(
-    dataset: Dataset, settings: TrainSettings, trials_out: list[Trial], progress: Progress = _quiet
+    dataset: Dataset,
+    settings: TrainSettings,
+    trials_out: list[Trial],
+    progress: Progress = _quiet,
+    engine: AlsEngine | None = None,
 ) -> tuple[dict[str, Any], AlsParams, AlsResult]:
     """Split, choose parameters on the training part, fit, and score ALS and popularity."""
+    engine = engine or ImplicitEngine()
     parts = split(
         dataset.matrix,
         settings.split,
@@ -125,9 +175,9 @@ def holdout_metrics(
         times=dataset.times,
         seed=settings.seed,
     )
-    chosen, trials = choose_params(parts.train, settings, progress)
+    chosen, trials = engine.select(parts.train, settings, progress)
     trials_out.extend(trials)
-    result = fit_als(parts.train, chosen)
+    result = engine.fit(parts.train, chosen)
     als = evaluate_ranking(result.user_factors, result.item_factors, parts.train, parts.test, k=settings.k)
     pop_u, pop_i = popularity_factors(parts.train)
     pop = evaluate_ranking(pop_u, pop_i, parts.train, parts.test, k=settings.k)
@@ -150,24 +200,27 @@ def train(
     on_iteration: Callable[[IterationRecord], None] | None = None,
     write: bool = True,
     items: pa.Table | None = None,
+    engine: AlsEngine | None = None,
 ) -> TrainReport:
+    engine = engine or ImplicitEngine()
     timings: dict[str, float] = {}
     trials: list[Trial] = []
     metrics: dict[str, Any] = {}
     t0 = time.perf_counter()
     if settings.test_split > 0:
         progress(f"evaluating on a {settings.split} {settings.test_split:.0%} holdout")
-        metrics, params, result = holdout_metrics(dataset, settings, trials, progress)
+        metrics, params, result = holdout_metrics(dataset, settings, trials, progress, engine)
         timings["holdout"] = time.perf_counter() - t0
     else:
-        params, trials = choose_params(dataset.matrix, settings, progress)
+        params, trials = engine.select(dataset.matrix, settings, progress)
         result = None
         timings["select"] = time.perf_counter() - t0
     if result is None or settings.refit:
         t1 = time.perf_counter()
         progress(f"fitting on all {dataset.matrix.nnz:,} pairs with {params.as_dict()}")
-        result = fit_als(dataset.matrix, params, on_iteration=on_iteration)
+        result = engine.fit(dataset.matrix, params, on_iteration=on_iteration)
         timings["fit"] = time.perf_counter() - t1
+    metrics["engine"] = engine.name
     metrics["trained_on"] = "all" if (settings.test_split == 0 or settings.refit) else "holdout-train"
     if trials:
         metrics["selection"] = [t.row() for t in trials]
@@ -180,11 +233,13 @@ def train(
             result,
             metrics,
             extra_hyperparameters={
+                "engine": engine.name,
+                **engine.hyperparameters(dataset.matrix, params),
                 "chosen_on_validation": sorted(
                     {"regularization", "alpha", "scaling", "iterations"} - pinned_names(settings)
                 )
                 if trials
-                else []
+                else [],
             },
             index_params=settings.index_params(),
             items=items,

@@ -7,6 +7,7 @@ iterations means "choose it on validation data" (see tune.py); any value pins it
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field
@@ -26,6 +27,13 @@ SEED_DEFAULTS = {
     "alpha": 40.0,
     "scaling": Scaling.linear,
 }
+
+
+class Engine(StrEnum):
+    """Who fits ALS: the `implicit` library on this machine, or Spark MLlib on a Spark cluster."""
+
+    implicit = "implicit"
+    spark = "spark"
 
 
 class TrainSettings(BaseSettings):
@@ -79,6 +87,24 @@ class TrainSettings(BaseSettings):
     device: str = Field("cpu", description="torch device of the Two-Tower model: cpu, cuda, cuda:0.")
     warm_min_interactions: int = Field(5, ge=1, description="Tier table: users below this are cold.")
     hot_min_interactions: int = Field(20, ge=2, description="Tier table: users from this on are hot.")
+    # -- the Spark engine (train --engine spark) -------------------------------------------------
+    engine: Engine = Field(
+        Engine.implicit, description="ALS engine: implicit (this machine) or spark (MLlib)."
+    )
+    spark_master: str = Field(
+        "local[*]", description="Spark master URL: local[*], spark://host:7077, yarn, k8s://..."
+    )
+    spark_driver_memory: str = Field(
+        "4g", description="Spark driver heap (it holds the pairs on their way in and the factors out)."
+    )
+    spark_partitions: int | None = Field(
+        None, ge=1, le=100_000, description="ALS blocks and shuffle partitions; unset = Spark's parallelism."
+    )
+    spark_jars: str | None = Field(
+        None,
+        description="Comma-separated jars for Spark (a JDBC driver for SQL sources); unset = the "
+        "Debian PostgreSQL driver when installed.",
+    )
 
     def index_params(self) -> IndexParams:
         return IndexParams(

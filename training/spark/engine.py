@@ -1,0 +1,57 @@
+"""The Spark engine behind `recsys train --engine spark` (the AlsEngine of pipeline.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import scipy.sparse as sp
+
+from training.als import AlsParams, AlsResult, IterationRecord
+from training.confidence import scale_matrix
+from training.pipeline import Progress, base_params, pinned_names
+from training.settings import TrainSettings
+from training.spark.als import fit_spark_als, spark_reg_param
+from training.tune import Trial, is_binary
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+class SparkEngine:
+    """MLlib ALS. It has no per-iteration hook, so there is no validation search or early stop:
+    unpinned values take the implicit engine's starting point and the manifest says so."""
+
+    name = "spark"
+
+    def __init__(self, spark: SparkSession, settings: TrainSettings) -> None:
+        self._spark = spark
+        self._partitions = settings.spark_partitions
+
+    def select(
+        self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress
+    ) -> tuple[AlsParams, list[Trial]]:
+        params = base_params(settings, is_binary(train))
+        unpinned = {"regularization", "alpha", "scaling", "iterations"} - pinned_names(settings)
+        if unpinned:
+            progress(
+                f"spark engine: no validation search; {', '.join(sorted(unpinned))} take the defaults "
+                f"(pin them, e.g. with values from `recsys tune` on a sample)"
+            )
+        return params, []
+
+    def fit(
+        self,
+        matrix: sp.csr_matrix,
+        params: AlsParams,
+        on_iteration: Callable[[IterationRecord], None] | None = None,
+    ) -> AlsResult:
+        return fit_spark_als(self._spark, matrix, params, self._partitions)
+
+    def hyperparameters(self, matrix: sp.csr_matrix, params: AlsParams) -> dict[str, Any]:
+        return {
+            "spark_reg_param": spark_reg_param(params.regularization, scale_matrix(matrix, params.scaling)),
+            "spark_alpha": 1.0,
+            "spark_rating": "alpha * scaled weight - 1 (confidence 1 + |r| = alpha * scaled weight)",
+            "spark_master": self._spark.sparkContext.master,
+        }
