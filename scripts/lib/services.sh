@@ -70,3 +70,12 @@ ensure_redis() {
   _CLEANUP+=("kill \$(cat $dir/redis.pid); rm -rf $dir")
   export RECSYS_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
 }
+
+# What `--engine spark` needs beyond pip: a Java 17+ runtime, and the PostgreSQL JDBC driver for
+# SQL sources read through Spark (Debian's libpostgresql-jdbc-java, /usr/share/java/postgresql.jar).
+ensure_spark_deps() {
+  if ! command -v java >/dev/null && [ -z "${JAVA_HOME:-}" ]; then
+    _apt_install openjdk-17-jre-headless || return 1
+  fi
+  [ -f /usr/share/java/postgresql.jar ] || _apt_install libpostgresql-jdbc-java || return 1
+}

@@ -92,7 +92,7 @@ def _epoch_seconds(frame: DataFrame) -> DataFrame:
     elif isinstance(kind, (TimestampType, DateType)):
         seconds = sf.unix_timestamp(col.cast("timestamp"))
     elif isinstance(kind, StringType):
-        as_number = col.cast("double")
+        as_number = col.try_cast("double")
         seconds = sf.when(as_number.isNotNull(), as_number.cast("long")).otherwise(
             sf.unix_timestamp(sf.try_to_timestamp(col))
         )
@@ -115,7 +115,7 @@ def _weighted(
     from pyspark.sql import functions as sf
 
     if "weight" in frame.columns:
-        frame = frame.withColumn("weight", sf.col("weight").cast("double"))
+        frame = frame.withColumn("weight", sf.col("weight").try_cast("double"))
         empty = frame.filter(sf.col("weight").isNull() | sf.isnan("weight")).count()
         if empty:
             raise TrainingInputError(f"{source}: column 'weight' has {empty} empty or non-numeric values.")
