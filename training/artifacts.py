@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from feature_store.index_files import write_index_meta
+from feature_store.index_files import IndexMeta, write_index_meta
 from feature_store.manifest import list_versions, parse_version, write_latest, write_manifest
 from feature_store.version_files import ITEM_FACTORS, USER_FACTORS
 from training.als import AlsResult
@@ -75,8 +75,12 @@ def write_als_version(
     items: pa.Table | None = None,
     recent_limit: int = 50,
     models: ModelSet | None = None,
+    prebuilt_index: tuple[Any, IndexMeta] | None = None,
 ) -> Path:
     """Write `artifacts/als_vN/` atomically and point LATEST at it. Returns the folder.
+
+    `prebuilt_index` is the ALS index already built from `result.item_factors` (the scale bench
+    times the index build apart); by default it is built here.
 
     Besides the factors and mappings: the item index (Faiss), the per-user profile arrays that
     publish writes to the feature store, and the item-attribute table when metadata was given.
@@ -93,7 +97,7 @@ def write_als_version(
         if result.model is not None:
             result.model.save(str(tmp / MODEL_FILE))
         write_profiles(tmp, build_profiles(dataset.matrix, dataset.times, recent_limit))
-        index, meta = build_index(
+        index, meta = prebuilt_index or build_index(
             result.item_factors,
             index_params or IndexParams(),
             "als",
