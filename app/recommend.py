@@ -91,7 +91,7 @@ class Recommender:
             self.metrics.store_errors.labels("get_profile").inc()
             self.health.failed(str(exc) or "timed out")
             return None
-        if not self.health.ok:
+        if self.health.pending:
             self.health.succeeded()
         return profile
 

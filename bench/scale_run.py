@@ -102,9 +102,13 @@ def stage_index(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     (work / "index").mkdir(exist_ok=True)
     write_index(index, work / "index", meta)
     (work / "index" / "meta.json").write_text(meta.model_dump_json())
+    calibration = meta.params.get("calibration", {})
+    beam = "nprobe" if "nprobe" in meta.params else "ef_search"
     return {
         "kind": str(meta.kind),
-        **{k: v for k, v in meta.model_dump().items() if k in ("ntotal", "extra")},
+        "ntotal": meta.ntotal,
+        beam: meta.params.get(beam),
+        "recall_at_100": calibration.get("recall_by_beam", {}).get(str(meta.params.get(beam))),
     }
 
 

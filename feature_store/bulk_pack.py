@@ -64,3 +64,30 @@ def pack_rows(table: ProfileTable, start: int, stop: int, recent_limit: int) -> 
         )
         for u in range(n)
     ]
+
+
+def take_rows(table: ProfileTable, rows: np.ndarray) -> ProfileTable:
+    """The users at `rows` (any order) as a table of their own, so `pack_rows(sub, 0, len(sub))`
+    packs them. Publish to a cluster writes users in hash-slot order, which is not file order."""
+    rows = np.asarray(rows, np.int64)
+    seen_ptr, seen_at = _gather(table.seen_indptr, rows)
+    recent_ptr, recent_at = _gather(table.recent_indptr, rows)
+    return ProfileTable(
+        user_ids=[table.user_ids[r] for r in rows.tolist()],
+        counts=np.asarray(table.counts[rows]),
+        embeddings={name: np.asarray(matrix[rows]) for name, matrix in table.embeddings.items()},
+        seen_indptr=seen_ptr,
+        seen_items=np.asarray(table.seen_items[seen_at]),
+        recent_indptr=recent_ptr,
+        recent_items=np.asarray(table.recent_items[recent_at]),
+        recent_weights=np.asarray(table.recent_weights[recent_at]),
+    )
+
+
+def _gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR pointers of `rows` laid end to end, and the positions of their entries."""
+    low = np.asarray(indptr[rows], np.int64)
+    lengths = np.asarray(indptr[rows + 1], np.int64) - low
+    ptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lengths, out=ptr[1:])
+    return ptr, np.repeat(low - ptr[:-1], lengths) + np.arange(ptr[-1])

@@ -8,12 +8,25 @@
     <prefix>:<version>:{<user>}:s     run-time seen item rows, int32 little-endian (APPEND)
     <prefix>:<version>:{<user>}:r     run-time recent (row int32, weight float32) pairs (APPEND)
     <prefix>:events                   the append-only event stream (XADD), for the next training run
-    <prefix>:idem:<request id>        idempotency marker of a POST /interactions batch
+    <prefix>:idem:<request id>        idempotency marker of a POST /interactions batch (one Redis)
+    <prefix>:idem:u:{<user>}:<request id>:<len(user)>
+                                      the same, per user of the batch (Redis Cluster)
+    <prefix>:idem:s:{<prefix>:events}:<request id>
+                                      the same, for the batch's stream entries (Redis Cluster)
 
-Redis Cluster: everything read together shares a hash tag. The three meta keys share `{meta}` so
-the pointer switch is one atomic script; all keys of one user and version share `{<user>}` so a
-request reads them in one round trip to one node. The version sits outside the tag, so versions of
-one user spread freely and a whole version can be deleted by pattern.
+Redis Cluster: everything read or written together shares a hash tag. The three meta keys share
+`{meta}` so the pointer switch is one atomic script; all keys of one user and version share
+`{<user>}` so a request reads them in one round trip to one node. The version sits outside the
+tag, so versions of one user spread freely and a whole version can be deleted by pattern.
+
+A batch of events touches several users and the stream, which live in different slots, so on a
+cluster its request id is remembered once per slot it writes to: each user's marker shares the
+user's tag, and the stream's marker carries `{<prefix>:events}`, whose tag is the stream key's
+whole name, so it hashes to the stream key's slot. The user marker ends with the user id's length,
+so no two (user, request id) pairs share a marker, whatever braces or colons the ids contain.
+The prefix may hold no braces (StoreSettings refuses them): a tag in it would move every key to
+one slot. A user id that starts with `}` has an empty tag, which Redis ignores, so that user's
+keys spread over slots and a cluster refuses to read them together (its requests fall back).
 """
 
 from __future__ import annotations
@@ -43,6 +56,14 @@ class KeySchema:
 
     def idempotency(self, request_id: str) -> str:
         return f"{self.prefix}:idem:{request_id}"
+
+    def user_idempotency(self, request_id: str, user_id: str) -> str:
+        """Marker of one user's share of a batch; in the user's slot (Redis Cluster)."""
+        return f"{self.prefix}:idem:u:{{{user_id}}}:{request_id}:{len(user_id)}"
+
+    def stream_idempotency(self, request_id: str) -> str:
+        """Marker of a batch's stream entries; in the stream key's slot (Redis Cluster)."""
+        return f"{self.prefix}:idem:s:{{{self.events}}}:{request_id}"
 
     def user(self, version: str, user_id: str) -> str:
         """Common stem of one user's keys in one version; append ':p', ':n', ':s' or ':r'."""

@@ -15,6 +15,11 @@ class StoreSettings(BaseSettings):
         None,
         description="redis://[:password@]host:port/db or rediss:// for TLS; unset = the embedded store.",
     )
+    redis_cluster: bool = Field(
+        False,
+        description="The URL names one node of a Redis Cluster: the client discovers the others, "
+        "routes each key to its master and follows failovers.",
+    )
     redis_tls_ca_file: Path | None = Field(
         None, description="CA bundle that signed the server's certificate (rediss:// only)."
     )
@@ -22,8 +27,20 @@ class StoreSettings(BaseSettings):
         None, description="Client certificate, for servers that require one (rediss:// only)."
     )
     redis_tls_key_file: Path | None = Field(None, description="Key of the client certificate.")
-    redis_prefix: str = Field("recsys", min_length=1, max_length=64, description="Key namespace prefix.")
-    redis_pool_size: int = Field(32, ge=1, le=10_000, description="Connections in the pool.")
+    redis_prefix: str = Field(
+        "recsys",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^{}]+$",
+        description="Key namespace prefix (no braces: they would pin every key to one cluster slot).",
+    )
+    redis_pool_size: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="Connections in the pool; on a cluster, per node, and a request past it falls "
+        "back at once instead of waiting for a free connection.",
+    )
     redis_timeout_s: float = Field(0.25, gt=0, description="Socket timeout of serving reads.")
     redis_connect_timeout_s: float = Field(1.0, gt=0, description="Connection timeout.")
     publish_chunk: int = Field(1_000, ge=1, le=100_000, description="Users per MSET during publish.")

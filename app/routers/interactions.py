@@ -30,7 +30,9 @@ router = APIRouter(tags=["interactions"], responses=BODY_ERRORS)
         503: {
             "model": ErrorResponse,
             "description": "The store did not confirm the write: retry with the same request id "
-            "(a write is applied whole or not at all, and a request id is applied once).",
+            "(each part of a batch is applied once per request id: on one Redis the batch is one "
+            "part, on a Redis Cluster each user and the stream are, so the retry stores what is "
+            "missing and nothing twice).",
         },
     },
 )

@@ -3,6 +3,7 @@ HTTP to it and can still look at the app's state (which version it holds, its me
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -10,9 +11,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import httpx
 import uvicorn
@@ -64,10 +66,16 @@ class LiveServer:
 @contextmanager
 def server_process(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     """The service as users start it: a separate process (its own session, so its workers stop with
-    it), yielded once /readyz answers 200; its output stays readable in `proc.stdout` afterwards."""
+    it), yielded once /readyz answers 200; its output stays readable in `proc.stdout` afterwards.
+
+    The output is read as it comes: a pipe nobody reads fills up (64 KiB) and then blocks the
+    server's next log line, and with it the server's event loop."""
     proc = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
+    output = bytearray()
+    drain = threading.Thread(target=_drain, args=(proc.stdout, output), daemon=True)
+    drain.start()
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -76,10 +84,23 @@ def server_process(command: list[str], env: dict[str, str], port: int) -> Iterat
                     break
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            if proc.poll() is not None:
+                drain.join(timeout=5)
+                raise AssertionError(output.decode(errors="replace"))
             assert time.monotonic() < deadline, "server did not become ready"
             time.sleep(0.1)
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with suppress(ProcessLookupError):  # the whole group already gone
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        drain.join(timeout=5)
+        proc.stdout = io.BytesIO(bytes(output))
+
+
+def _drain(stream: IO[bytes] | None, into: bytearray) -> None:
+    if stream is None:
+        return
+    with stream:
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):  # type: ignore[attr-defined]
+            into += chunk

@@ -7,7 +7,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ from feature_store.redis_store import RedisStore
 from feature_store.settings import StoreSettings
 from tests.app.conftest import publish, serve_settings, users_by_tier
 from tests.app.live_server import LiveServer, free_port
+from tests.app.load import Load
 from tests.private_redis import PrivateRedis, private_redis
 
 STORE_TIMEOUT_S = 0.2
@@ -101,64 +101,6 @@ def test_a_store_down_at_start_up_serves_the_latest_trained_version_with_popular
         assert (body["method_used"], body["model_version"]) == ("popularity_fallback", "als_v2")
         assert len(body["candidates"]) == 5
         assert client.get("/readyz").json()["status"] == "degraded"
-
-
-@dataclass
-class Answer:
-    at: float  # seconds since the run started
-    status: int
-    method: str
-    seconds: float
-
-
-class Load:
-    """`threads` clients asking for warm users in a loop, and one reading /readyz, until stopped:
-    what a load run sees, answer by answer, while the store dies under it."""
-
-    def __init__(self, url: str, users: list[str], threads: int = 4) -> None:
-        self.url, self.users, self.started = url, users, time.perf_counter()
-        self.answers: list[Answer] = []
-        self.ready: list[tuple[float, str]] = []
-        self.stop = threading.Event()
-        self.workers = [threading.Thread(target=self._ask, args=(i,)) for i in range(threads)]
-        self.workers.append(threading.Thread(target=self._probe))
-
-    def now(self) -> float:
-        return time.perf_counter() - self.started
-
-    def _ask(self, seed: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=5) as client:
-            i = seed
-            while not self.stop.is_set():
-                at = self.now()
-                try:
-                    r = client.post("/candidates", json={"user_id": self.users[i % len(self.users)], "k": 10})
-                    answer = Answer(at, r.status_code, r.json().get("method_used", "?"), self.now() - at)
-                except httpx.HTTPError as exc:
-                    answer = Answer(at, 0, type(exc).__name__, self.now() - at)
-                self.answers.append(answer)
-                i += 7
-
-    def _probe(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=5) as client:
-            while not self.stop.is_set():
-                status = client.get("/readyz").json()["status"]
-                if not self.ready or self.ready[-1][1] != status:
-                    self.ready.append((self.now(), status))
-                time.sleep(0.02)
-
-    def __enter__(self) -> Load:
-        for w in self.workers:
-            w.start()
-        return self
-
-    def finish(self) -> None:
-        self.stop.set()
-        for w in self.workers:
-            w.join()
-
-    def __exit__(self, *exc: object) -> None:
-        self.finish()
 
 
 def test_redis_killed_during_a_load_run_every_request_still_gets_an_answer_and_it_recovers(

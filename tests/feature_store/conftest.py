@@ -1,9 +1,10 @@
-"""Fixtures of the feature-store tests: a small profile table and both store implementations."""
+"""Fixtures of the feature-store tests: a small profile table and the store implementations
+(embedded, one Redis, a Redis Cluster of 3 masters)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from feature_store.embedded_store import EmbeddedStore
 from feature_store.redis_store import RedisStore
 from feature_store.settings import StoreSettings
 from feature_store.version_files import ProfileTable
+from tests.private_cluster import PrivateCluster, private_cluster
 
 
 def make_table(n_users: int = 50, n_items: int = 30, dim: int = 8, seed: int = 0) -> ProfileTable:
@@ -32,14 +34,26 @@ def make_table(n_users: int = 50, n_items: int = 30, dim: int = 8, seed: int = 0
     )
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[PrivateCluster]:
+    """One 3-master cluster for the session (about 2 s to start); tests use their own prefixes."""
+    with private_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["embedded", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[FeatureStore]:
     """Each contract test runs once per implementation; Redis gets a fresh key prefix."""
     if request.param == "embedded":
         yield EmbeddedStore(tmp_path / "artifacts", recent_limit=50)
         return
-    url = request.getfixturevalue("redis_url")
-    settings = StoreSettings(redis_url=url, redis_prefix=f"test-{uuid.uuid4().hex[:12]}", publish_chunk=7)
+    if request.param == "redis-cluster":
+        url, cluster = request.getfixturevalue("redis_cluster").url, True
+    else:
+        url, cluster = request.getfixturevalue("redis_url"), False
+    settings = StoreSettings(
+        redis_url=url, redis_cluster=cluster, redis_prefix=f"test-{uuid.uuid4().hex[:12]}", publish_chunk=7
+    )
     redis_store = RedisStore.from_settings(settings)
     try:
         yield redis_store
