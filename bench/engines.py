@@ -6,8 +6,9 @@
 For each data set: one random 20% holdout; the implicit engine's validation search chooses the
 parameters on the training part; then implicit, Spark (this project's mapping of alpha and
 regularization) and Spark given the same numbers naively (its alpha = our alpha, its regParam = our
-lambda, ratings = scaled weights) are fitted with them and scored on the same holdout. The naive
-row shows why the mapping exists. Spark runs in local mode on this machine's cores.
+lambda, ratings = scaled weights) are fitted with them and scored on the same holdout, with
+Spark given regParam 0.5 directly as well (`--spark-reg-param`). The naive row shows why the
+mapping exists. Spark runs in local mode on this machine's cores.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import SHARED_DATA, print_table
+from py4j.protocol import Py4JJavaError
 
 from training.als import AlsParams, AlsResult
 from training.confidence import scale_matrix
@@ -35,7 +37,7 @@ from training.interaction_log import from_table
 from training.pipeline import ImplicitEngine
 from training.readers import read_interactions
 from training.settings import TrainSettings
-from training.spark.als import fit_spark_als
+from training.spark.als import fit_spark_als, with_positive_rows_only
 from training.spark.session import spark_session
 from training.splits import SplitKind, split
 from training.synthetic import SyntheticConfig, generate
@@ -60,7 +62,7 @@ def _naive_spark(spark: Any, matrix: Any, params: AlsParams) -> AlsResult:
     """Spark given our numbers as they are: confidence 1 + alpha * s, regParam = lambda (ALS-WR)."""
     from pyspark.ml.recommendation import ALS
 
-    coo = scale_matrix(matrix, params.scaling).tocoo()
+    coo = with_positive_rows_only(scale_matrix(matrix, params.scaling).tocoo())
     frame = spark.createDataFrame(
         pa.table(
             {
@@ -109,13 +111,19 @@ def main() -> None:
                 f"f{params.factors} reg {params.regularization:g} alpha {params.alpha:g} "
                 f"it {params.iterations} {params.scaling}"
             )
-            for engine in ("implicit", "spark (mapped)", "spark (naive)"):
-                if engine == "implicit":
-                    result = ImplicitEngine().fit(parts.train, params)
-                elif engine == "spark (mapped)":
-                    result = fit_spark_als(spark, parts.train, params, None)
-                else:
-                    result = _naive_spark(spark, parts.train, params)
+            for engine in ("implicit", "spark (mapped)", "spark (regParam 0.5)", "spark (naive)"):
+                try:
+                    if engine == "implicit":
+                        result = ImplicitEngine().fit(parts.train, params)
+                    elif engine == "spark (mapped)":
+                        result = fit_spark_als(spark, parts.train, params, None)
+                    elif engine == "spark (regParam 0.5)":
+                        result = fit_spark_als(spark, parts.train, params, None, reg_param=0.5)
+                    else:
+                        result = _naive_spark(spark, parts.train, params)
+                except Py4JJavaError as exc:
+                    rows.append([name, engine, label, "failed", str(exc.java_exception)[:60], "", "", ""])
+                    continue
                 m = evaluate_ranking(result.user_factors, result.item_factors, parts.train, parts.test, k=10)
                 rows.append(
                     [
@@ -129,7 +137,7 @@ def main() -> None:
                         f"{result.fit_seconds:.1f}",
                     ]
                 )
-                print(rows[-1], flush=True)
+                print(f"\n{rows[-1]}", flush=True)
     print()
     print_table(["data", "engine", "parameters", "NDCG@10", "recall@10", "HR@10", "coverage", "fit s"], rows)
 

@@ -209,6 +209,7 @@ def train(
     spark_master: str | None = _opt("spark_master", "--master", "--spark-master"),
     spark_driver_memory: str | None = _opt("spark_driver_memory"),
     spark_partitions: int | None = _opt("spark_partitions"),
+    spark_reg_param: float | None = _opt("spark_reg_param"),
     seed_defaults: Annotated[
         bool,
         typer.Option(
@@ -252,6 +253,7 @@ def train(
         spark_master=spark_master,
         spark_driver_memory=spark_driver_memory,
         spark_partitions=spark_partitions,
+        spark_reg_param=spark_reg_param,
     )
     if settings.engine is Engine.spark and settings.use_gpu:
         raise TrainingInputError("--use-gpu is for the implicit engine; Spark runs where --master points.")

@@ -100,6 +100,12 @@ class TrainSettings(BaseSettings):
     spark_partitions: int | None = Field(
         None, ge=1, le=100_000, description="ALS blocks and shuffle partitions; unset = Spark's parallelism."
     )
+    spark_reg_param: float | None = Field(
+        None,
+        ge=0,
+        description="MLlib's own regParam (scaled per row by its positives, ALS-WR); unset = derived "
+        "from --regularization.",
+    )
     spark_jars: str | None = Field(
         None,
         description="Comma-separated jars for Spark (a JDBC driver for SQL sources); unset = the "

@@ -27,6 +27,7 @@ class SparkEngine:
     def __init__(self, spark: SparkSession, settings: TrainSettings) -> None:
         self._spark = spark
         self._partitions = settings.spark_partitions
+        self._reg_param = settings.spark_reg_param
 
     def select(
         self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress
@@ -46,11 +47,13 @@ class SparkEngine:
         params: AlsParams,
         on_iteration: Callable[[IterationRecord], None] | None = None,
     ) -> AlsResult:
-        return fit_spark_als(self._spark, matrix, params, self._partitions)
+        return fit_spark_als(self._spark, matrix, params, self._partitions, self._reg_param)
 
     def hyperparameters(self, matrix: sp.csr_matrix, params: AlsParams) -> dict[str, Any]:
         return {
-            "spark_reg_param": spark_reg_param(params.regularization, scale_matrix(matrix, params.scaling)),
+            "spark_reg_param": self._reg_param
+            if self._reg_param is not None
+            else spark_reg_param(params.regularization, scale_matrix(matrix, params.scaling)),
             "spark_alpha": 1.0,
             "spark_rating": "alpha * scaled weight - 1 (confidence 1 + |r| = alpha * scaled weight)",
             "spark_master": self._spark.sparkContext.master,

@@ -36,7 +36,16 @@ def test_spark_version_has_the_implicit_versions_files_and_serves(tmp_path: Path
     log = tmp_path / "log.parquet"
     pq.write_table(data.interactions, log)
     spark = _train(
-        log, tmp_path / "spark", "--engine", "spark", "--master", "local[2]", "--spark-partitions", "2"
+        log,
+        tmp_path / "spark",
+        "--engine",
+        "spark",
+        "--master",
+        "local[2]",
+        "--spark-partitions",
+        "2",
+        "--spark-reg-param",
+        "0.5",
     )
     assert spark.returncode == 0, spark.stderr[-3000:]
     implicit = _train(log, tmp_path / "implicit")
@@ -50,6 +59,7 @@ def test_spark_version_has_the_implicit_versions_files_and_serves(tmp_path: Path
     manifest = json.loads((theirs / "manifest.json").read_text())
     hyper = manifest["hyperparameters"]
     assert hyper["engine"] == "spark" and hyper["spark_alpha"] == 1.0 and hyper["alpha"] == 4.0
+    assert hyper["spark_reg_param"] == 0.5, "--spark-reg-param reaches MLlib as given"
     assert (
         manifest["data_fingerprint"] == json.loads((ours / "manifest.json").read_text())["data_fingerprint"]
     )
