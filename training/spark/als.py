@@ -11,11 +11,10 @@ at confidence 1 with preference 1, and such dislikes become plain unobserved cel
 Regularization differs too: Spark multiplies regParam by each row's number of positive cells
 (ALS-WR), implicit uses one lambda for every user and item row. regParam = lambda / (mean positives
 per row, over user and item rows together) gives both engines the same total penalty on rows of
-average size; busier rows are penalised more and quieter ones less, as ALS-WR intends. This is an
-approximation, and it drifts where lambda is large and item popularity skewed: at lambda 50 on the
-synthetic demo log it gave regParam 2.3 and NDCG@10 0.04-0.11 against implicit's 0.25, while
-regParam 0.5 gave 0.25. ALS-WR's best regParam moves less with the data than implicit's lambda,
-so `--spark-reg-param` sets it directly.
+average size; busier rows are penalised more and quieter ones less, as ALS-WR intends. It is an
+approximation (bench/engines.py): within 0.015 NDCG@10 of implicit on ML-100K and ML-1M, but far
+off on the synthetic log at lambda 50 with alpha 1 and linear weights (regParam 2.3: NDCG 0.04
+against 0.25; regParam 0.5 gave 0.25), so `--spark-reg-param` sets MLlib's value directly.
 
 A user or item without any positive cell gets the zero vector from either solver (its right-hand
 side is zero), but Spark gives it no regularization at all (0 positives x regParam), so its normal
