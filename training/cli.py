@@ -298,7 +298,7 @@ def _train_on_spark(
     item_table: Any,
 ) -> None:
     """`train --engine spark`: Spark reads, aggregates and fits; the version folder is the same."""
-    from training.dataset import build_dataset
+    from training.pipeline import dataset_from_log
     from training.pipeline import train as run_train
     from training.spark.engine import SparkEngine
     from training.spark.reader import read_with_spark
@@ -313,12 +313,7 @@ def _train_on_spark(
         )
         if log.dropped_unknown_events:
             _say(f"dropped rows with unknown event types: {log.dropped_unknown_events}")
-        data = build_dataset(
-            log,
-            min_interactions=settings.min_interactions,
-            min_item_interactions=settings.min_item_interactions,
-            event_weights=settings.event_weights,
-        )
+        data = dataset_from_log(log, settings)
         _say(
             f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, "
             f"{data.info['pairs']:,} pairs"

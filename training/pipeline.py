@@ -20,7 +20,7 @@ from training.artifacts import write_als_version
 from training.confidence import Scaling
 from training.dataset import Dataset, build_dataset
 from training.evaluation import evaluate_ranking, evaluate_sampled, popularity_factors
-from training.interaction_log import from_table
+from training.interaction_log import InteractionLog, from_table
 from training.model_set import ModelSet, fit_model_set
 from training.readers import read_interactions
 from training.readers.movielens import read_ncf
@@ -68,6 +68,11 @@ def load_dataset_from(
     log = read_interactions(
         source, settings.event_weights, query=query, drop_unknown_events=drop_unknown_events
     )
+    return dataset_from_log(log, settings)
+
+
+def dataset_from_log(log: InteractionLog, settings: TrainSettings) -> Dataset:
+    """The matrix every engine trains on, whichever engine read the log."""
     return build_dataset(
         log,
         min_interactions=settings.min_interactions,
