@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from app.versions import load_serving_version
 from tests.training.spark.conftest import require_spark
@@ -72,4 +73,33 @@ def test_gpu_flag_with_spark_is_refused_with_a_reason(tmp_path: Path) -> None:
     result = _train(tmp_path / "missing.parquet", tmp_path / "a", "--engine", "spark", "--use-gpu")
     assert result.returncode != 0
     assert "--use-gpu is for the implicit engine" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_without_java_the_spark_engine_says_what_to_install(tmp_path: Path) -> None:
+    pytest.importorskip("pyspark", reason="the [spark] extra is not installed")
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,weight\na,x,1\nb,y,1\na,y,1\n")
+    python_only = str(Path(sys.executable).parent)  # the venv's bin: no java on this PATH
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "train",
+            "-i",
+            str(log),
+            "--artifacts",
+            str(tmp_path / "a"),
+            "--engine",
+            "spark",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "JAVA_HOME"} | {"PATH": python_only},
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "needs Java 17 or newer" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
