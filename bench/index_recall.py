@@ -28,7 +28,7 @@ from app.retrieval import bitmaps
 from app.retrieval.filters import CompiledFilter
 from app.retrieval.search import ItemIndex, SearchParams
 from feature_store.index_files import IndexKind, Metric, open_faiss_index, transform_queries
-from training.indexes import IndexParams, build_index, write_index
+from training.indexes import IndexParams, build_index, resolve_kind, write_index
 
 K = 100
 SIZES = {"100k": (300_000, 100_000, 6_000_000), "1m": (1_000_000, 1_000_000, 20_000_000)}
@@ -90,10 +90,11 @@ def bench_one(name: str, cache: Path, n_queries: int, rows: list, frows: list, l
     queries = users[rng.choice(len(users), n_queries, replace=False)]
     folder = Path(tempfile.mkdtemp(prefix=f"idx-{name}-"))
     np.save(folder / "item_factors.npy", items, allow_pickle=False)
-    # auto = flat below 20k items, IVF for inner product above; HNSW is shown for comparison
-    # where it builds in reasonable time.
+    # auto = flat below 20k items, IVF for inner product above, IVF over PQ codes from 250k;
+    # HNSW is shown for comparison where it builds in reasonable time, IVF over raw vectors
+    # beside the compressed one at 1M.
     small = len(items) <= 200_000
-    kinds = [IndexKind.flat, IndexKind.hnsw, IndexKind.ivf] if small else [IndexKind.ivf]
+    kinds = [IndexKind.flat, IndexKind.hnsw, IndexKind.ivf] if small else [IndexKind.ivf, IndexKind.ivf_pq]
     indexes: dict[IndexKind, ItemIndex] = {}
     for kind in kinds:
         t0 = time.perf_counter()
@@ -146,13 +147,17 @@ def bench_one(name: str, cache: Path, n_queries: int, rows: list, frows: list, l
                 f"{p50 / p50_exact:.2f}x",
             ]
         )
-    for kind in (IndexKind.hnsw, IndexKind.ivf):
+    for kind in (IndexKind.hnsw, IndexKind.ivf, IndexKind.ivf_pq):
         if kind not in indexes:
             continue
         graph = indexes[kind]
         key = "ef_search" if kind is IndexKind.hnsw else "nprobe"
         calibrated = int(graph.meta.params[key])
-        ladder = (64, 128, 256, 512) if kind is IndexKind.hnsw else (16, 32, 64, 128, 256)
+        ladder = {
+            IndexKind.hnsw: (64, 128, 256, 512),
+            IndexKind.ivf: (16, 32, 64, 128, 256),
+            IndexKind.ivf_pq: (128, 256, 512, 768),
+        }[kind]
         for beam in sorted({*ladder, calibrated}):
             res, ms = _timed(
                 lambda q, b=beam, g=graph: g.search(q, K, params=SearchParams(ef_search=b)), queries
@@ -171,8 +176,8 @@ def bench_one(name: str, cache: Path, n_queries: int, rows: list, frows: list, l
                     f"{p50 / p50_exact:.2f}x",
                 ]
             )
-    served = indexes[IndexKind.ivf]
     n = len(items)
+    served = indexes[resolve_kind(IndexParams(), n)]
     for share in (0.5, 0.1, 0.01, 0.001):
         allowed_rows = np.sort(rng.choice(n, max(K, int(share * n)), replace=False))
         bm = bitmaps.from_rows(n, allowed_rows)
@@ -201,7 +206,7 @@ def bench_one(name: str, cache: Path, n_queries: int, rows: list, frows: list, l
             mask_ms.append((time.perf_counter() - t0) * 1000)
         frows.append(
             [
-                name,
+                f"{name} ({served.meta.kind.value})",
                 f"{share:.1%}",
                 len(allowed_rows),
                 "/".join(plans),
@@ -264,7 +269,7 @@ def main() -> None:
         ],
         frows,
     )
-    print("\nOpening the HNSW index file")
+    print("\nOpening the index files")
     print_table(["data", "index", "items", "size", "IO_FLAG_MMAP_IFC", "read_index (copy)"], lrows)
     inline_us, thread_us = async_overhead()
     print(f"\nasyncio.to_thread round trip: {thread_us:.0f} us (inline call {inline_us:.2f} us)")

@@ -29,6 +29,7 @@ class IndexKind(StrEnum):
     flat = "flat"
     hnsw = "hnsw"
     ivf = "ivf"
+    ivf_pq = "ivf_pq"  # IVF over 4-bit PQ fast-scan codes; candidates re-ranked exactly at search
 
 
 class Metric(StrEnum):

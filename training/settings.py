@@ -66,10 +66,20 @@ class TrainSettings(BaseSettings):
     refit: bool = Field(True, description="After evaluation, refit on all data for the saved model.")
     index_kind: IndexKind = Field(
         IndexKind.auto,
-        description="Item index: auto (flat below exact_below items, else hnsw), flat, hnsw, ivf.",
+        description="Item index: auto (flat below exact_below items; above, ivf for inner product, "
+        "ivf_pq from pq_above items, hnsw for cosine and l2), flat, hnsw, ivf, ivf_pq.",
     )
     index_metric: Metric = Field(Metric.ip, description="ip (ALS scores), cosine or l2.")
     exact_below: int = Field(20_000, ge=0, description="auto: catalogs smaller than this get an exact index.")
+    pq_above: int = Field(
+        250_000,
+        ge=0,
+        description="auto: inner-product catalogs at least this large get ivf_pq (4-bit PQ codes, "
+        "candidates re-ranked exactly).",
+    )
+    pq_rerank: int = Field(
+        1_000, ge=1, le=100_000, description="ivf_pq: candidates fetched and re-scored exactly per search."
+    )
     hnsw_m: int = Field(32, ge=4, le=256, description="HNSW graph degree.")
     ef_construction: int = Field(200, ge=8, le=4096, description="HNSW build-time beam width.")
     ef_search: int = Field(
@@ -117,6 +127,8 @@ class TrainSettings(BaseSettings):
             kind=self.index_kind,
             metric=self.index_metric,
             exact_below=self.exact_below,
+            pq_above=self.pq_above,
+            pq_rerank=self.pq_rerank,
             hnsw_m=self.hnsw_m,
             ef_construction=self.ef_construction,
             ef_search=self.ef_search,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from feature_store.index_files import IndexKind, Metric, Transform, transform_items, transform_queries
-from training.indexes import IndexParams, build_index
+from training.indexes import IndexParams, build_index, resolve_kind
 
 
 def _vectors(n: int = 3_000, d: int = 16, seed: int = 0) -> np.ndarray:
@@ -56,6 +56,7 @@ def test_every_kind_and_metric_recalls_the_exact_top_10(kind: IndexKind, metric:
 
 def test_auto_picks_exact_search_for_a_small_catalog_and_ivf_for_a_large_one() -> None:
     small = build_index(_vectors(500), IndexParams(exact_below=1_000), "als", "v.npy")[1]
+    assert resolve_kind(IndexParams(), 1_000_000) is IndexKind.ivf_pq
     large = build_index(_vectors(1_500), IndexParams(exact_below=1_000), "als", "v.npy")[1]
     assert small.kind is IndexKind.flat and large.kind is IndexKind.ivf
     curve = large.params["calibration"]["recall_by_beam"]
@@ -64,6 +65,26 @@ def test_auto_picks_exact_search_for_a_small_catalog_and_ivf_for_a_large_one() -
         _vectors(1_500), IndexParams(exact_below=1_000, metric=Metric.cosine), "als", "v.npy"
     )[1]
     assert cosine.kind is IndexKind.hnsw and cosine.transform is Transform.normalize
+
+
+def test_auto_compresses_a_large_inner_product_catalog_and_calibrates_with_exact_reranking() -> None:
+    x = _vectors(4_000)
+    calibration = np.random.default_rng(9).standard_normal((200, 16)).astype(np.float32)
+    params = IndexParams(exact_below=1_000, pq_above=3_000, pq_rerank=500, calibration_k=10)
+    index, meta = build_index(x, params, "als", "v.npy", queries=calibration)
+    assert meta.kind is IndexKind.ivf_pq and meta.params["rerank"] == 500 and meta.params["pq_m"] == 4
+    curve = meta.params["calibration"]["recall_by_beam"]
+    assert curve[str(meta.params["nprobe"])] >= 0.96 or meta.params["nprobe"] == meta.params["nlist"]
+    # the codes alone rank worse than the calibrated recall: the exact re-ranking is what holds it
+    q = np.random.default_rng(5).standard_normal((50, 16)).astype(np.float32)
+    index.nprobe = meta.params["nprobe"]
+    _, labels = index.search(q, 10)
+    truth = [set(_exact(x, v, Metric.ip, 10).tolist()) for v in q]
+    codes_only = np.mean([len(set(lab.tolist()) & t) / 10 for lab, t in zip(labels, truth, strict=True)])
+    _, deep = index.search(q, 500)
+    reranked = [row[np.argsort(-(x[row] @ v))[:10]] for row, v in zip(deep, q, strict=True)]
+    exact_after = np.mean([len(set(r.tolist()) & t) / 10 for r, t in zip(reranked, truth, strict=True)])
+    assert exact_after >= 0.93 and exact_after > codes_only + 0.05
 
 
 def test_an_inner_product_hnsw_keeps_the_better_of_two_graphs_measured_on_a_sample() -> None:

@@ -1,4 +1,4 @@
-"""A small version folder with an HNSW index and item attributes, built for the retrieval tests."""
+"""Small version folders (HNSW, or IVF over PQ codes) with item attributes, for the retrieval tests."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def hnsw(hnsw_folder) -> ItemIndex:
     from feature_store.index_files import read_index_meta
 
     return ItemIndex.load(hnsw_folder, read_index_meta(hnsw_folder)["als"])
+
+
+@pytest.fixture(scope="package")
+def ivf_pq(tmp_path_factory) -> ItemIndex:
+    """The same items in IVF over 4-bit PQ codes (what auto builds for large catalogs)."""
+    from feature_store.index_files import read_index_meta
+
+    folder = build_folder(tmp_path_factory.mktemp("ivf_pq"), IndexKind.ivf_pq)
+    return ItemIndex.load(folder, read_index_meta(folder)["als"])
 
 
 @pytest.fixture(scope="package")

@@ -121,3 +121,28 @@ async def test_async_search_matches_the_sync_one(hnsw: ItemIndex) -> None:
     q = _queries(1)[0]
     sync = hnsw.search(q, 10)
     assert (await hnsw.asearch(q, 10)).rows.tolist() == sync.rows.tolist()
+
+
+def test_compressed_codes_are_reranked_so_scores_are_exact_and_recall_holds(ivf_pq: ItemIndex) -> None:
+    assert ivf_pq.meta.kind is IndexKind.ivf_pq and ivf_pq.meta.params["rerank"] >= 100
+    recalls = []
+    for q in _queries():
+        result = ivf_pq.search(q, 10)
+        assert result.plan is Plan.graph and len(result.rows) == 10
+        np.testing.assert_allclose(result.scores, ivf_pq.vectors[result.rows] @ q, rtol=1e-5)
+        recalls.append(len(set(result.rows.tolist()) & _truth(ivf_pq, q, 10, np.arange(N_ITEMS))) / 10)
+    assert np.mean(recalls) >= 0.95
+
+
+@pytest.mark.parametrize("share", [0.5, 0.1, 0.01])
+def test_compressed_codes_keep_k_results_and_exact_recall_under_filters(
+    ivf_pq: ItemIndex, share: float
+) -> None:
+    filt, rows = _random_filter(share, seed=4)
+    k = min(10, len(rows))
+    recalls = []
+    for q in _queries():
+        result = ivf_pq.search(q, k, filt, params=SearchParams(exact_max_rows=200))
+        assert len(result.rows) == k and set(result.rows.tolist()) <= set(rows.tolist())
+        recalls.append(len(set(result.rows.tolist()) & _truth(ivf_pq, q, k, rows)) / k)
+    assert np.mean(recalls) >= 0.99
