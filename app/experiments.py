@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.retrieval.fusion import SOURCES as FUSION_SOURCES
 from app.retrieval.routing import Thresholds
 
 DEFAULT_VARIANT = "default"
@@ -47,7 +48,7 @@ class Variant(BaseModel):
     hot_min_interactions: int | None = Field(None, ge=2)
     ef_search: int | None = Field(None, ge=1, le=65_536, description="Search beam for this variant.")
     ensemble_weights: dict[str, float] | None = Field(
-        None, description="Hot-tier fusion weights per source (als, two_tower) for this variant."
+        None, description="Hot-tier fusion weights per source (als, two_tower, content) for this variant."
     )
     ensemble_rrf_k: float | None = Field(
         None, gt=0, le=10_000, description="Fusion constant for this variant."
@@ -55,9 +56,11 @@ class Variant(BaseModel):
 
     @model_validator(mode="after")
     def _known_sources(self) -> Variant:
-        unknown = set(self.ensemble_weights or {}) - {"als", "two_tower"}
+        unknown = set(self.ensemble_weights or {}) - set(FUSION_SOURCES)
         if unknown:
-            raise ValueError(f"ensemble_weights: unknown sources {sorted(unknown)}; known: als, two_tower")
+            raise ValueError(
+                f"ensemble_weights: unknown sources {sorted(unknown)}; known: {', '.join(FUSION_SOURCES)}"
+            )
         if self.ensemble_weights is not None and not any(w > 0 for w in self.ensemble_weights.values()):
             raise ValueError("ensemble_weights: at least one weight must be positive")
         return self

@@ -184,7 +184,9 @@ class Recommender:
             ),
         )
 
-    async def _vectors(self, method: Method, version: ServingVersion, profile: UserProfile) -> UserVectors:
+    async def _vectors(
+        self, method: Method, version: ServingVersion, profile: UserProfile, variant: Variant
+    ) -> UserVectors:
         out = UserVectors()
         # The ensemble may recompute both vectors from the same history: read it once.
         history = self._history(profile) if method is Method.ensemble and profile.live else None
@@ -192,9 +194,18 @@ class Recommender:
             out.als = await self._als_vector(version, profile, history)
         if method in (Method.two_tower, Method.ensemble):
             out.two_tower = self._two_tower_vector(version, profile, history)
-        if method is Method.content_based:
+        if method is Method.content_based or (
+            method is Method.ensemble and self._blends_content(version, variant)
+        ):
             out.content = self._content_query(version, profile)
         return out
+
+    def _blends_content(self, version: ServingVersion, variant: Variant) -> bool:
+        """Whether this request's ensemble blends in the content model (the version's fitted
+        weights, or the variant's)."""
+        if version.content is None or version.fusion is None:
+            return False
+        return self._fusion(version, variant).weights.get("content", 0.0) > 0
 
     @staticmethod
     def _usable(method: Method, vectors: UserVectors) -> bool:
@@ -209,14 +220,15 @@ class Recommender:
         return True
 
     async def _plan(
-        self, version: ServingVersion, profile: UserProfile, thresholds: Thresholds
+        self, version: ServingVersion, profile: UserProfile, variant: Variant
     ) -> tuple[Route, UserVectors]:
         """Route, then compute the vectors the route needs; a method whose vector turns out
         missing (a fold-in with only dislikes, say) is struck off and the user routed again."""
+        thresholds = self._thresholds[variant.name]
         caps = self._capabilities(version, profile)
         while True:
             chosen = route(profile.count, caps, thresholds)
-            vectors = await self._vectors(chosen.method, version, profile)
+            vectors = await self._vectors(chosen.method, version, profile, variant)
             if self._usable(chosen.method, vectors):
                 return chosen, vectors
             method = chosen.method
@@ -241,7 +253,7 @@ class Recommender:
             chosen = route(None, Capabilities(), self._thresholds[variant.name])
             reason = "store unavailable"
         else:
-            chosen, vectors = await self._plan(version, profile, self._thresholds[variant.name])
+            chosen, vectors = await self._plan(version, profile, variant)
             if chosen.is_fallback:
                 reason = f"{chosen.wanted} unavailable for this user"
         try:
@@ -286,7 +298,7 @@ class Recommender:
         assert version.fusion is not None
         weights, rrf_k = self._fusion_override[variant.name]
         base = version.fusion
-        return FusionParams(weights or base.weights, rrf_k or base.rrf_k, base.depth)
+        return FusionParams(weights or base.weights, rrf_k or base.rrf_k, base.depth, base.method)
 
     async def _search(
         self,
@@ -301,6 +313,13 @@ class Recommender:
         result = await index.asearch(vector, k, filt, exclude, self._params[variant.name])
         self.metrics.search_seconds.labels(result.plan.value).observe(time.perf_counter() - started)
         return result.rows, result.scores
+
+    @staticmethod
+    def _own_items(profile: UserProfile, exclude: np.ndarray | None) -> np.ndarray:
+        """The user's own items are never content candidates, whatever exclude_seen says: the
+        nearest neighbours of a profile are the items it was built from."""
+        own = np.concatenate([np.asarray(profile.recent_items, np.int64), np.asarray(profile.seen, np.int64)])
+        return own if exclude is None else np.concatenate([own, np.asarray(exclude, np.int64)])
 
     async def _run(
         self,
@@ -323,14 +342,10 @@ class Recommender:
             )
         if method is Method.content_based and vectors.content is not None and version.content is not None:
             assert profile is not None
-            # The user's own items are never content candidates, whatever exclude_seen says:
-            # the nearest neighbours of a profile are the items it was built from.
-            own = np.concatenate(
-                [np.asarray(profile.recent_items, np.int64), np.asarray(profile.seen, np.int64)]
-            )
-            mine = own if exclude is None else np.concatenate([own, np.asarray(exclude, np.int64)])
             return (
-                *await self._search(version.content, vectors.content, k, filt, mine, variant),
+                *await self._search(
+                    version.content, vectors.content, k, filt, self._own_items(profile, exclude), variant
+                ),
                 "content_based",
             )
         if method is Method.ensemble and vectors.als is not None and vectors.two_tower is not None:
@@ -341,7 +356,22 @@ class Recommender:
             tt_rows, _ = await self._search(
                 version.two_tower, vectors.two_tower, depth, filt, exclude, variant
             )
-            rows, scores, sources = fuse([("als", als_rows), ("two_tower", tt_rows)], params, k)
+            lists = [("als", als_rows), ("two_tower", tt_rows)]
+            indexes = {"als": (version.als, vectors.als), "two_tower": (version.two_tower, vectors.two_tower)}
+            if vectors.content is not None and version.content is not None:
+                assert profile is not None
+                mine = self._own_items(profile, exclude)
+                content_rows, _ = await self._search(
+                    version.content, vectors.content, depth, filt, mine, variant
+                )
+                lists.append(("content", content_rows))
+                indexes["content"] = (version.content, vectors.content)
+
+            def standardized(name: str, rows: np.ndarray) -> np.ndarray:
+                index, vector = indexes[name]
+                return index.standardized(vector, rows)
+
+            rows, scores, sources = fuse(lists, params, k, standardized)
             return rows, scores, sources
         rows, scores = version.popularity.top(k, filt.allowed, self._excluded(filt, exclude))
         return rows, scores, "popularity"

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.retrieval.fusion import SOURCES as FUSION_SOURCES
 from feature_store.confidence import DEFAULT_EVENT_WEIGHTS
 
 
@@ -88,10 +89,10 @@ class ServeSettings(BaseSettings):
         if self.default_k > self.max_k:
             raise ValueError("default_k must not exceed max_k")
         if self.ensemble_weights is not None:
-            unknown = set(self.ensemble_weights) - {"als", "two_tower"}
+            unknown = set(self.ensemble_weights) - set(FUSION_SOURCES)
             if unknown:
                 raise ValueError(
-                    f"ensemble_weights: unknown sources {sorted(unknown)}; known: als, two_tower"
+                    f"ensemble_weights: unknown sources {sorted(unknown)}; known: {', '.join(FUSION_SOURCES)}"
                 )
             if not any(w > 0 for w in self.ensemble_weights.values()):
                 raise ValueError("ensemble_weights: at least one weight must be positive")

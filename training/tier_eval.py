@@ -25,7 +25,7 @@ from training.content import content_profiles, scoring_queries, scoring_vectors
 from training.dataset import Dataset
 from training.evaluation import top_k
 from training.metrics import ranking_metrics
-from training.model_set import ModelSet, fit_model_set, fused_top_k
+from training.model_set import ModelSet, Scorer, fit_model_set, fused_top_k
 from training.settings import TrainSettings
 from training.splits import tier_split
 
@@ -127,11 +127,24 @@ def recommend(
         if tt is None or models.fusion is None:
             return None
         depth = models.fusion.depth_for(k)
+        als_users, tt_users = models.als.user_factors[users], tt.user_embeddings[users]
+        local = np.arange(len(users))
         lists = {
-            "als": top_k(models.als.user_factors, models.als.item_factors, users, depth, exclude=exclude),
-            "two_tower": top_k(tt.user_embeddings, tt.item_embeddings, users, depth, exclude=exclude),
+            "als": top_k(als_users, models.als.item_factors, local, depth, exclude=exclude[users]),
+            "two_tower": top_k(tt_users, tt.item_embeddings, local, depth, exclude=exclude[users]),
         }
-        return fused_top_k(lists, models.fusion, k)
+        scorers = {
+            "als": Scorer.of(als_users, models.als.item_factors),
+            "two_tower": Scorer.of(tt_users, tt.item_embeddings),
+        }
+        if models.content is not None and models.fusion.weights.get("content", 0.0) > 0:
+            queries = scoring_queries(
+                content_profiles(models.content.vectors, train[users]), models.content_prior
+            )
+            items = scoring_vectors(models.content.vectors, models.popularity.scores)
+            lists["content"] = top_k(queries, items, local, depth, exclude=exclude[users])
+            scorers["content"] = Scorer.of(queries, items)
+        return fused_top_k(lists, models.fusion, k, scorers)
     raise ValueError(f"unknown method {method!r}")
 
 

@@ -15,6 +15,7 @@ are returned whenever k allowed items exist.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import math
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import numpy as np
 
 from app.retrieval import bitmaps
 from app.retrieval.filters import NO_FILTER, CompiledFilter
+from app.retrieval.fusion import ScoreMoments
 from feature_store.index_files import IndexKind, IndexMeta, Metric, open_faiss_index, transform_queries
 from feature_store.version_files import load_array
 
@@ -114,6 +116,16 @@ class ItemIndex:
             sq = self._sq_norms if rows is None else self._sq_norms[rows]
             return -(sq - 2 * dots + float(q @ q))
         return dots
+
+    @functools.cached_property
+    def moments(self) -> ScoreMoments:
+        """The item vectors' moments in this index's scoring space (computed on first use)."""
+        return ScoreMoments.of(self._vectors, l2=self.meta.metric is Metric.l2)
+
+    def standardized(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact scores of `rows` as z-scores against the query's scores over every item (for
+        blending models whose raw scores live on different scales)."""
+        return self.moments.standardize(self.score(query, rows), self._query(query))
 
     @staticmethod
     def _top(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

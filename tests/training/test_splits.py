@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from training.splits import SplitKind, split
+from training.splits import SplitKind, split, validation_split
 
 
 @pytest.fixture
@@ -76,3 +76,17 @@ def test_leave_one_out_holds_out_each_users_latest(matrix_and_times) -> None:
 def test_time_split_without_timestamps_says_so() -> None:
     with pytest.raises(ValueError, match="timestamps"):
         split(sp.csr_matrix(np.eye(3, dtype=np.float32)), SplitKind.time)
+
+
+def test_a_validation_split_with_times_holds_out_each_users_latest_positives(matrix_and_times) -> None:
+    m, times = matrix_and_times
+    s = validation_split(m, fraction=0.2, seed=3, times=times)
+    full = {(r, c): t for r, c, t in zip(*m.nonzero(), times, strict=True)}
+    assert _positives(s.test) | _positives(s.train) == _positives(m)
+    for user in range(m.shape[0]):
+        held = s.test[user].indices
+        kept = [c for c in s.train[user].indices if s.train[user, c] > 0]
+        if len(held) and kept:
+            assert min(full[(user, c)] for c in held) >= max(full[(user, c)] for c in kept)
+    assert s.train_times is not None and len(s.train_times) == s.train.nnz
+    assert validation_split(m, fraction=0.2, seed=3).test.nnz > 0  # without times: a random share

@@ -145,3 +145,11 @@ def test_filtered_searches_on_compressed_codes_are_answered_exactly(ivf_pq: Item
         assert result.plan is Plan.exact_filtered  # the codes under a selector fall short of 0.99
         recalls.append(len(set(result.rows.tolist()) & _truth(ivf_pq, q, k, rows)) / k)
     assert np.mean(recalls) == 1.0
+
+
+def test_standardized_scores_are_z_scores_against_every_item(hnsw: ItemIndex) -> None:
+    q = _queries(1)[0]
+    everything = hnsw.score(q)
+    rows = np.array([0, 17, 999])
+    expected = (everything[rows] - everything.mean()) / everything.std()
+    np.testing.assert_allclose(hnsw.standardized(q, rows), expected, rtol=1e-3, atol=1e-3)

@@ -22,11 +22,15 @@ AB_FILE = """
 salt = "tiers"
 [[variants]]
 name = "control"
-traffic = 0.5
+traffic = 0.4
 [[variants]]
 name = "als-only"
-traffic = 0.5
+traffic = 0.4
 ensemble_weights = {als = 1.0, two_tower = 0.0}
+[[variants]]
+name = "with-content"
+traffic = 0.2
+ensemble_weights = {als = 0.4, two_tower = 0.2, content = 0.4}
 """
 
 
@@ -54,7 +58,8 @@ def _events(user: str, items: list[str], event_type: str = "like") -> dict:
 def test_the_version_holds_every_model_and_the_fitted_fusion(version: Path) -> None:
     hyper = read_manifest(version).hyperparameters
     assert hyper["models"] == ["als", "popularity", "content", "two_tower", "ensemble"]
-    assert set(hyper["fusion"]["weights"]) == {"als", "two_tower"}
+    assert {"als", "two_tower"} <= set(hyper["fusion"]["weights"]) <= {"als", "two_tower", "content"}
+    assert hyper["fusion"]["method"] in ("rrf", "blend")
     assert hyper["content"]["popularity_prior"] >= 0.0
     for name in (
         "content_vectors.npy",
@@ -131,7 +136,9 @@ def test_hot_user_gets_the_ensemble_with_a_source_per_candidate(client: httpx.Cl
     assert len(got) == len(set(got)) == 30
     assert not set(got) & seen_items(version, user)
     sources = {c["source"] for c in body["candidates"]}
-    assert sources <= {"als", "two_tower", "als+two_tower"} and sources
+    names = ("als", "two_tower", "content")
+    combos = {"+".join(n for i, n in enumerate(names) if mask >> i & 1) for mask in range(1, 8)}
+    assert sources <= combos and sources
     scores = [c["score"] for c in body["candidates"]]
     assert scores == sorted(scores, reverse=True)
 
@@ -143,6 +150,17 @@ def test_a_variant_can_override_the_fusion_weights(client: httpx.Client, version
     ).json()
     assert body["method_used"] == "ensemble"
     assert all("als" in c["source"] for c in body["candidates"])
+
+
+def test_a_variant_can_blend_the_content_model_into_the_ensemble(client: httpx.Client, version: Path) -> None:
+    user = users_by_tier(version)["hot"][2]
+    body = client.post(
+        "/candidates", json={"user_id": user, "k": 20}, headers={"X-AB-Variant": "with-content"}
+    ).json()
+    assert (body["method_used"], body["variant"]) == ("ensemble", "with-content")
+    got = [c["item_id"] for c in body["candidates"]]
+    assert len(got) == len(set(got)) == 20 and not set(got) & seen_items(version, user)
+    assert any("content" in c["source"] for c in body["candidates"])
 
 
 def test_a_user_who_becomes_hot_at_run_time_gets_the_ensemble(client: httpx.Client, version: Path) -> None:
