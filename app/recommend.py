@@ -352,20 +352,18 @@ class Recommender:
             assert version.two_tower is not None
             params = self._fusion(version, variant)
             depth = params.depth_for(k)
-            als_rows, _ = await self._search(version.als, vectors.als, depth, filt, exclude, variant)
-            tt_rows, _ = await self._search(
-                version.two_tower, vectors.two_tower, depth, filt, exclude, variant
-            )
-            lists = [("als", als_rows), ("two_tower", tt_rows)]
             indexes = {"als": (version.als, vectors.als), "two_tower": (version.two_tower, vectors.two_tower)}
+            skips = {"als": exclude, "two_tower": exclude}
             if vectors.content is not None and version.content is not None:
                 assert profile is not None
-                mine = self._own_items(profile, exclude)
-                content_rows, _ = await self._search(
-                    version.content, vectors.content, depth, filt, mine, variant
-                )
-                lists.append(("content", content_rows))
                 indexes["content"] = (version.content, vectors.content)
+                skips["content"] = self._own_items(profile, exclude)
+            lists: list[tuple[str, np.ndarray]] = []
+            for name, (index, vector) in indexes.items():
+                if params.method == "blend" and params.weights.get(name, 0.0) <= 0:
+                    continue  # a blend takes no candidates from a source it weighs 0
+                found, _ = await self._search(index, vector, depth, filt, skips[name], variant)
+                lists.append((name, found))
 
             def standardized(name: str, rows: np.ndarray) -> np.ndarray:
                 index, vector = indexes[name]

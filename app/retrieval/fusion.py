@@ -8,7 +8,8 @@ evaluates exactly the code that serves):
   exactly, as a z-score against that model's score distribution over the whole catalog (mean and
   spread come from the item vectors' moments, `ScoreMoments`, so nothing scores the whole
   catalog). It keeps how sure each model is, which ranks throw away: on ML-1M hot users, RRF of
-  ALS and a weaker Two-Tower fell 0.0009 NDCG@10 below ALS alone, a blend rose above it.
+  ALS and a weaker Two-Tower fell 0.0009 NDCG@10 below ALS alone, while a blend with the content
+  model as a third source rose 0.0042 above it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 METHODS = ("rrf", "blend")
-SOURCES = ("als", "two_tower", "content")  # what an ensemble can fuse (content: blend only)
+SOURCES = ("als", "two_tower", "content")  # what an ensemble can fuse
 
 # (source name, candidate rows) -> that source's standardized scores of the rows
 Standardized = Callable[[str, np.ndarray], np.ndarray]
