@@ -99,6 +99,12 @@ def load_serving_version(
         fusion = FusionParams.from_dict(hyper["fusion"]) if "fusion" in hyper else None
     except ValueError as exc:
         raise ArtifactError(f"{folder}: manifest fusion settings: {exc}") from exc
+    content = _optional_index(folder, metas, "content", index.n)
+    if fusion is not None and fusion.method == "blend":
+        # Here, while loading, not on the event loop at the first ensemble request.
+        for blended in (index, two_tower, content):
+            if blended is not None:
+                _ = blended.moments
     return ServingVersion(
         name=name,
         folder=folder,
@@ -110,7 +116,7 @@ def load_serving_version(
         popularity=popularity,
         foldin=_foldin_model(manifest, index),
         event_weights={str(k).lower(): float(v) for k, v in weights.items()},
-        content=_optional_index(folder, metas, "content", index.n),
+        content=content,
         content_prior=float(hyper.get("content", {}).get("popularity_prior", 0.0)),
         two_tower=two_tower,
         user_tower=UserTower.load(folder / TWO_TOWER_USER_TOWER) if two_tower is not None else None,

@@ -72,9 +72,9 @@ class ScoreMoments:
     @classmethod
     def of(cls, vectors: np.ndarray, l2: bool = False, sample: int = 200_000) -> ScoreMoments:
         """From at most `sample` rows (a fixed random subset: moments need no more)."""
+        if len(vectors) > sample:  # sample first: a float64 copy of every row would be large
+            vectors = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), sample, replace=False))]
         x = np.asarray(vectors, np.float64)
-        if len(x) > sample:
-            x = x[np.sort(np.random.default_rng(0).choice(len(x), sample, replace=False))]
         mean = x.mean(axis=0)
         centred = x - mean
         cov = centred.T @ centred / max(len(x), 1)

@@ -119,7 +119,8 @@ class ItemIndex:
 
     @functools.cached_property
     def moments(self) -> ScoreMoments:
-        """The item vectors' moments in this index's scoring space (computed on first use)."""
+        """The item vectors' moments in this index's scoring space (computed once: a version whose
+        ensemble blends computes it while loading)."""
         return ScoreMoments.of(self._vectors, l2=self.meta.metric is Metric.l2)
 
     def standardized(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
