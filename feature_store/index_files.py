@@ -32,6 +32,9 @@ class IndexKind(StrEnum):
     ivf_pq = "ivf_pq"  # IVF over 4-bit PQ fast-scan codes; candidates re-ranked exactly at search
 
 
+IVF_KINDS = (IndexKind.ivf, IndexKind.ivf_pq)  # searched with nprobe over inverted lists
+
+
 class Metric(StrEnum):
     ip = "ip"
     cosine = "cosine"

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from training.content import content_profiles, scoring_queries, scoring_vectors
+from training.content import ContentModel, content_profiles, scoring_queries, scoring_vectors
 from training.dataset import Dataset
 from training.evaluation import top_k
 from training.metrics import ranking_metrics
@@ -99,6 +99,14 @@ def tier_users(
     }
 
 
+def _content_scoring(
+    models: ModelSet, content: ContentModel, rows: sp.csr_matrix
+) -> tuple[np.ndarray, np.ndarray]:
+    """Content queries of these users' rows and the item vectors they score, prior included."""
+    queries = scoring_queries(content_profiles(content.vectors, rows), models.content_prior)
+    return queries, scoring_vectors(content.vectors, models.popularity.scores)
+
+
 def recommend(
     models: ModelSet, method: str, users: np.ndarray, train: sp.csr_matrix, k: int
 ) -> np.ndarray | None:
@@ -113,10 +121,7 @@ def recommend(
     if method == "content_based":
         if models.content is None:
             return None
-        queries = scoring_queries(
-            content_profiles(models.content.vectors, train[users]), models.content_prior
-        )
-        items = scoring_vectors(models.content.vectors, models.popularity.scores)
+        queries, items = _content_scoring(models, models.content, train[users])
         return top_k(queries, items, np.arange(len(users)), k, exclude=train[users])
     tt = models.two_tower
     if method == "two_tower":
@@ -138,10 +143,7 @@ def recommend(
             "two_tower": Scorer.of(tt_users, tt.item_embeddings),
         }
         if models.content is not None and models.fusion.weights.get("content", 0.0) > 0:
-            queries = scoring_queries(
-                content_profiles(models.content.vectors, train[users]), models.content_prior
-            )
-            items = scoring_vectors(models.content.vectors, models.popularity.scores)
+            queries, items = _content_scoring(models, models.content, train[users])
             lists["content"] = top_k(queries, items, local, depth, exclude=exclude[users])
             scorers["content"] = Scorer.of(queries, items)
         return fused_top_k(lists, models.fusion, k, scorers)

@@ -28,7 +28,14 @@ import numpy as np
 from app.retrieval import bitmaps
 from app.retrieval.filters import NO_FILTER, CompiledFilter
 from app.retrieval.fusion import ScoreMoments
-from feature_store.index_files import IndexKind, IndexMeta, Metric, open_faiss_index, transform_queries
+from feature_store.index_files import (
+    IVF_KINDS,
+    IndexKind,
+    IndexMeta,
+    Metric,
+    open_faiss_index,
+    transform_queries,
+)
 from feature_store.version_files import load_array
 
 
@@ -57,8 +64,7 @@ class SearchResult:
 
 
 _NEG_INF = np.float32(-np.inf)
-_IVF = (IndexKind.ivf, IndexKind.ivf_pq)
-_GRAPHS = (IndexKind.hnsw, *_IVF)
+_GRAPHS = (IndexKind.hnsw, *IVF_KINDS)
 
 
 class ItemIndex:
@@ -177,7 +183,7 @@ class ItemIndex:
             # 0.92-0.95 at 10-50% selectivity with every list probed and 2,000 re-ranked
             # (978,120 ALS items), below the 0.99 a filtered answer is held to.
             return Plan.exact_filtered, allowed
-        if self.meta.kind in _IVF:
+        if self.meta.kind in IVF_KINDS:
             # Compare work: the widened IVF probe walks its lists' entries (selector checked on
             # each), exact scoring gathers and scores only the allowed rows (~1.5x per row).
             nlist = int(self.index.nlist)
