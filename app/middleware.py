@@ -48,7 +48,9 @@ class ObservedLimitedMiddleware:
         finally:
             route: Any = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_seconds.labels(label, str(status)).observe(time.perf_counter() - started)
+            self.metrics.child(self.metrics.request_seconds, label, str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 def _content_length(scope: Scope) -> int | None:

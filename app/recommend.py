@@ -266,7 +266,9 @@ class Recommender:
             reason = f"{chosen.wanted} failed"
             rows, scores = version.popularity.top(k, filt.allowed, self._excluded(filt, exclude))
             source = "popularity"
-        self.metrics.candidates.labels(variant.name, chosen.tier.value, chosen.method.value).inc()
+        self.metrics.child(
+            self.metrics.candidates, variant.name, chosen.tier.value, chosen.method.value
+        ).inc()
         ids = version.item_ids
         if isinstance(source, str):
             candidates = [
@@ -311,7 +313,9 @@ class Recommender:
     ) -> tuple[np.ndarray, np.ndarray]:
         started = time.perf_counter()
         result = await index.asearch(vector, k, filt, exclude, self._params[variant.name])
-        self.metrics.search_seconds.labels(result.plan.value).observe(time.perf_counter() - started)
+        self.metrics.child(self.metrics.search_seconds, result.plan.value).observe(
+            time.perf_counter() - started
+        )
         return result.rows, result.scores
 
     @staticmethod

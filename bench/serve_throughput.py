@@ -3,14 +3,16 @@
     python bench/serve_throughput.py                       # ml1m and 1m models, 1 and 2 workers
     python bench/serve_throughput.py --models ml1m --workers 1 --seconds 5
 
-For each worker count: the bare 100-candidate endpoint (bench/bare_app.py) and our server on
-each model, all on 127.0.0.1 in the same run. Peak: wrk, closed loop (1 thread, 32
-connections, --latency). Then a constant-rate open loop (bench/_openloop.py) at half of the
-peak just measured, with latency counted from each request's due time. Requests: warm-routed
-users (interaction count 5..19; ML-1M has none below 20, so its users are hot and served by ALS
-alike), k=100, exclude_seen on, profiles read from a real Redis. Needs `wrk` (apt-get install wrk).
-Models: ML-1M (../shared/data, skipped when absent) and the synthetic 1M-item catalog (factors
-cached by bench/index_recall.py when present, else trained here).
+For each worker count: the bare 100-candidate endpoint (bench/bare_app.py), the floor of a real
+answer on each model (bench/minimal_app.py: one Redis GET, the stored vector searched, 100
+dicts, orjson; nothing else) and our server on each model, all on 127.0.0.1 in the same run.
+Peak: wrk, closed loop (1 thread, 32 connections, --latency). Then a constant-rate open loop
+(bench/_openloop.py) at half of the peak just measured, with latency counted from each request's
+due time. Requests: warm-routed users (interaction count 5..19; ML-1M has none below 20, so its
+users are hot and served by ALS alike), k=100, exclude_seen on, profiles read from a real Redis.
+Needs `wrk` (apt-get install wrk). Models: ML-1M (../shared/data, skipped when absent) and the
+synthetic 1M-item catalog (factors cached by bench/index_recall.py when present, else trained
+here).
 """
 
 from __future__ import annotations
@@ -286,6 +288,9 @@ def main() -> None:
             rows.append(_row("bare FastAPI + orjson", "-", workers, base, base["rps"]))
             print(rows[-1], flush=True)
             for model, (artifacts, prefix, bodies) in prepared.items():
+                floor = _minimal(model, artifacts, prefix, bodies, workers, port + 200, flags, base, args)
+                rows.append(floor)
+                print(rows[-1], flush=True)
                 rows += _ours(model, artifacts, prefix, bodies, workers, port + 100, port, base, args)
         finally:
             bare.stop()
@@ -352,6 +357,36 @@ def _ours(
     for row in out:
         print(row, flush=True)
     return out
+
+
+def _minimal(
+    model: str,
+    artifacts: Path,
+    prefix: str,
+    bodies: list[bytes],
+    workers: int,
+    port: int,
+    flags: list[str],
+    base: dict[str, float],
+    args: argparse.Namespace,
+) -> list[object]:
+    """The floor on the same model and store: what any answer from it costs at the least."""
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PROMETHEUS_"))}
+    env = {
+        **base_env,
+        "PYTHONPATH": str(ROOT),
+        "MINIMAL_VERSION_DIR": str(artifacts / "als_v1"),
+        "MINIMAL_REDIS_URL": args.redis_url,
+        "MINIMAL_REDIS_PREFIX": prefix,
+    }
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "minimal_app:create_app", "--app-dir", str(BENCH)]
+    server = Server([*argv, "--port", str(port), "--log-level", "warning", *flags], env, port)
+    try:
+        server.wait("/docs")
+        result = measure(port, "/minimal", bodies, args.seconds)
+    finally:
+        server.stop()
+    return _row("minimal GET + search + orjson", model, workers, result, base["rps"])
 
 
 def _row(name: str, model: str, workers: int, r: dict[str, float], bare_rps: float) -> list[object]:

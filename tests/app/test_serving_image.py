@@ -20,7 +20,7 @@ from tests.builders import train_all_version
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ONLY = (
-    "training, torch, implicit, scipy, sklearn, pyarrow, sqlalchemy, psycopg, matplotlib, tqdm, threadpoolctl"
+    "training, torch, implicit, scipy, sklearn, pyarrow, sqlalchemy, psycopg, matplotlib, tqdm"
 )
 BOOT = f"""
 import importlib.abc, runpy, sys
