@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,8 +63,10 @@ class Recommender:
         metrics: ServiceMetrics,
         health: StoreHealth,
         recent_limit: int,
+        executor: Executor | None = None,
     ) -> None:
         self.settings = settings
+        self.executor = executor  # searches and fold-ins too long for the event loop
         self.store = store
         self.registry = registry
         self.metrics = metrics
@@ -125,7 +128,7 @@ class Recommender:
         foldin = version.foldin
         if len(rows) * version.als.dim**2 <= _FOLDIN_INLINE_WORK:
             return foldin.fold_in(rows, weights)
-        return await asyncio.to_thread(foldin.fold_in, rows, weights)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, foldin.fold_in, rows, weights)
 
     # -- POST /candidates ----------------------------------------------------------------------
 
@@ -312,7 +315,7 @@ class Recommender:
         variant: Variant,
     ) -> tuple[np.ndarray, np.ndarray]:
         started = time.perf_counter()
-        result = await index.asearch(vector, k, filt, exclude, self._params[variant.name])
+        result = await index.asearch(vector, k, filt, exclude, self._params[variant.name], self.executor)
         self.metrics.child(self.metrics.search_seconds, result.plan.value).observe(
             time.perf_counter() - started
         )

@@ -27,6 +27,13 @@ class ServeSettings(BaseSettings):
         le=64,
         description="uvicorn worker processes; one per core is the measured sweet spot (README).",
     )
+    search_threads: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Threads per worker for index searches and fold-ins too long for the event loop; "
+        "default: the cores this process may use divided by `workers`, at least 1.",
+    )
     # -- the request ------------------------------------------------------------------------
     max_k: int = Field(1_000, ge=1, le=10_000, description="Largest `k` a request may ask for.")
     default_k: int = Field(100, ge=1, description="`k` when a request gives none.")

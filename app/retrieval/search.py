@@ -18,6 +18,7 @@ import asyncio
 import functools
 import importlib
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -280,10 +281,15 @@ class ItemIndex:
         filt: CompiledFilter = NO_FILTER,
         exclude: np.ndarray | None = None,
         params: SearchParams = SearchParams(),
+        executor: Executor | None = None,
     ) -> SearchResult:
         """`search` for the event loop: small exact searches inline, anything bigger on a thread
-        (Faiss and numpy release the GIL while they compute)."""
+        of `executor` (the loop's default one when None; Faiss and numpy release the GIL while
+        they compute)."""
         planned = self.plan(filt, params)
         if self.work(*planned) <= params.inline_max_work:
             return self.search(query, k, filt, exclude, params, planned)
-        return await asyncio.to_thread(self.search, query, k, filt, exclude, params, planned)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            executor, functools.partial(self.search, query, k, filt, exclude, params, planned)
+        )
