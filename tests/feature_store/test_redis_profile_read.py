@@ -1,7 +1,7 @@
-"""The profile read every /candidates request makes: on one Redis it keeps its connections
-between reads (RedisStore._read_profile_held), so these check that nothing a connection went
-through leaks into the next read: a flushed script cache, a connection the server closed, a read
-abandoned mid-flight."""
+"""Connections kept between commands: the profile read every /candidates request makes keeps
+its own (RedisStore._read_profile_held), the rest go through the client's pool. These check that
+nothing a connection went through leaks into the next command: a flushed script cache, a
+connection the server closed, a read abandoned mid-flight."""
 
 from __future__ import annotations
 
@@ -84,3 +84,14 @@ async def test_a_read_abandoned_mid_flight_never_answers_the_next_one(held) -> N
     # The abandoned read's reply (user-6's profile) must not be taken as user-7's.
     await _same(store, "user-7", expected["user-7"])
     await _same(store, "user-6", expected["user-6"])
+
+
+async def test_every_command_survives_the_server_closing_all_idle_connections(held) -> None:
+    store, admin, name = held
+    expected = await store.get_profile(VERSION, "user-8")
+    await store.active_version()
+    for client in await admin.client_list():
+        if client.get("name") == name:
+            await admin.client_kill_filter(_id=client["id"])
+    assert await store.active_version() is None  # nothing activated in this prefix
+    await _same(store, "user-8", expected)
