@@ -19,9 +19,7 @@ from tests.app.live_server import free_port, server_process
 from tests.builders import train_all_version
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINING_ONLY = (
-    "training, torch, implicit, scipy, sklearn, pyarrow, sqlalchemy, psycopg, matplotlib, tqdm"
-)
+TRAINING_ONLY = "training, torch, implicit, scipy, sklearn, pyarrow, sqlalchemy, psycopg, matplotlib, tqdm"
 BOOT = f"""
 import importlib.abc, runpy, sys
 BLOCKED = {{name.strip() for name in "{TRAINING_ONLY}".split(",")}}
