@@ -58,12 +58,26 @@ async def _run(
     total = int(rate * seconds)
     t0 = time.perf_counter() + 0.05
 
+    async def exchange(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], i: int) -> int:
+        conn[1].write(requests[i % len(requests)])
+        return await _read_response(conn[0])
+
     async def one(i: int, due: float) -> None:
         nonlocal errors
+        reused = bool(idle)
         conn = idle.pop() if idle else await asyncio.open_connection(host, port)
         try:
-            conn[1].write(requests[i % len(requests)])
-            status = await _read_response(conn[0])
+            try:
+                status = await exchange(conn, i)
+            except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
+                # The server closed this kept-alive connection while it sat idle in our pool
+                # (uvicorn's keep-alive timeout): an HTTP client sends again on a new one, as
+                # httpx does. Only a connection that got no byte of an answer is retried.
+                if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                    raise
+                conn[1].close()
+                conn = await asyncio.open_connection(host, port)
+                status = await exchange(conn, i)
             latencies.append((time.perf_counter() - due) * 1000)
             if status != 200:
                 errors += 1
