@@ -273,6 +273,9 @@ def train(
         _train_on_spark(interactions, settings, query, drop_unknown_events, item_table)
         return
     start = time.perf_counter()
+    from training.plots import preload as preload_plotting
+
+    preload_plotting()  # the version's PNG needs matplotlib: imported while the data loads
     _say(f"reading {interactions}")
     data = load_dataset_from(interactions, settings, query=query, drop_unknown_events=drop_unknown_events)
     _say(

@@ -22,6 +22,7 @@ from training.dataset import Dataset, build_dataset
 from training.evaluation import evaluate_ranking, evaluate_sampled, popularity_factors
 from training.interaction_log import InteractionLog, from_table
 from training.model_set import ModelSet, fit_model_set
+from training.plots import preload as preload_plotting
 from training.readers import read_interactions
 from training.readers.movielens import read_ncf
 from training.settings import TrainSettings
@@ -208,6 +209,8 @@ def train(
     engine: AlsEngine | None = None,
 ) -> TrainReport:
     engine = engine or ImplicitEngine()
+    if write:
+        preload_plotting()  # the version's PNG needs matplotlib: import it while the model fits
     timings: dict[str, float] = {}
     trials: list[Trial] = []
     metrics: dict[str, Any] = {}
