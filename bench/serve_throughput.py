@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -247,7 +248,7 @@ def main() -> None:
     if "ml1m" in models and not (SHARED_DATA / "ml-1m").is_dir():
         print(f"skipping ml1m: {SHARED_DATA / 'ml-1m'} not found")
         models.remove("ml1m")
-    prepared = {}
+    prepared: list[Target] = []
     for model in models:
         artifacts = prepare(model, args.cache)
         prefix = f"bench-serve-{model}"
@@ -256,10 +257,10 @@ def main() -> None:
         print(f"[{model}] published in {time.perf_counter() - t0:.1f}s", flush=True)
         users = warm_users(artifacts / "als_v1")
         bodies = [json.dumps({"user_id": u, "k": 100}).encode() for u in users]
-        prepared[model] = (artifacts, prefix, bodies)
+        prepared.append(Target(model, artifacts, prefix, bodies))
 
     rows = []
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PROMETHEUS_"))}
+    base_env = _base_env()
     for workers in [int(w) for w in args.workers.split(",")]:
         port = 18_000 + workers
         flags = ["--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
@@ -282,16 +283,15 @@ def main() -> None:
             port,
         )
         bare.wait("/docs")
-        any_bodies = next(iter(prepared.values()))[2] if prepared else [b'{"user_id": "u1", "k": 100}']
+        any_bodies = prepared[0].bodies if prepared else [b'{"user_id": "u1", "k": 100}']
         try:
             base = measure(port, "/bare", any_bodies, args.seconds)
             rows.append(_row("bare FastAPI + orjson", "-", workers, base, base["rps"]))
             print(rows[-1], flush=True)
-            for model, (artifacts, prefix, bodies) in prepared.items():
-                floor = _minimal(model, artifacts, prefix, bodies, workers, port + 200, flags, base, args)
-                rows.append(floor)
+            for target in prepared:
+                rows.append(_minimal(target, workers, port + 200, flags, base, args))
                 print(rows[-1], flush=True)
-                rows += _ours(model, artifacts, prefix, bodies, workers, port + 100, port, base, args)
+                rows += _ours(target, workers, port + 100, port, base, args)
         finally:
             bare.stop()
     print()
@@ -314,11 +314,18 @@ def main() -> None:
     )
 
 
+@dataclass(frozen=True)
+class Target:
+    """One model as the servers under test see it: its version folder, Redis prefix and bodies."""
+
+    model: str
+    artifacts: Path
+    prefix: str
+    bodies: list[bytes]
+
+
 def _ours(
-    model: str,
-    artifacts: Path,
-    prefix: str,
-    bodies: list[bytes],
+    target: Target,
     workers: int,
     port: int,
     bare_port: int,
@@ -327,12 +334,11 @@ def _ours(
 ) -> list[list[object]]:
     """Our server on one model: peak, held at half of it, and the bare endpoint (idle until
     now) held at the same rate, so the generator's own noise at that rate is visible."""
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PROMETHEUS_"))}
     env = {
-        **base_env,
-        "RECSYS_ARTIFACTS": str(artifacts),
+        **_base_env(),
+        "RECSYS_ARTIFACTS": str(target.artifacts),
         "RECSYS_REDIS_URL": args.redis_url,
-        "RECSYS_REDIS_PREFIX": prefix,
+        "RECSYS_REDIS_PREFIX": target.prefix,
         "RECSYS_WORKERS": str(workers),
         "RECSYS_PORT": str(port),
         "RECSYS_LOG_LEVEL": "warning",
@@ -342,28 +348,25 @@ def _ours(
         ours.wait("/readyz")
         sample = httpx.post(
             f"http://127.0.0.1:{port}/candidates",
-            content=bodies[0],
+            content=target.bodies[0],
             headers={"content-type": "application/json"},
         ).json()
         assert sample.get("method_used") == "als" and len(sample["candidates"]) == 100, sample
-        result = measure(port, "/candidates", bodies, args.seconds)
+        result = measure(port, "/candidates", target.bodies, args.seconds)
     finally:
         ours.stop()
-    out = [_row(f"/candidates ({sample['tier']} users)", model, workers, result, base["rps"])]
-    held = open_loop("127.0.0.1", bare_port, "/bare", bodies, result["rate"], args.seconds)
+    out = [_row(f"/candidates ({sample['tier']} users)", target.model, workers, result, base["rps"])]
+    held = open_loop("127.0.0.1", bare_port, "/bare", target.bodies, result["rate"], args.seconds)
     control = {**base, "ol_rate": held.achieved_rate, "ol_p50": held.pct(50), "ol_p99": held.pct(99)}
     control["ol_errors"] = held.errors
-    out.append(_row(f"  bare, held at the rate above ({model})", "-", workers, control, base["rps"]))
+    out.append(_row(f"  bare, held at the rate above ({target.model})", "-", workers, control, base["rps"]))
     for row in out:
         print(row, flush=True)
     return out
 
 
 def _minimal(
-    model: str,
-    artifacts: Path,
-    prefix: str,
-    bodies: list[bytes],
+    target: Target,
     workers: int,
     port: int,
     flags: list[str],
@@ -371,22 +374,26 @@ def _minimal(
     args: argparse.Namespace,
 ) -> list[object]:
     """The floor on the same model and store: what any answer from it costs at the least."""
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PROMETHEUS_"))}
     env = {
-        **base_env,
+        **_base_env(),
         "PYTHONPATH": str(ROOT),
-        "MINIMAL_VERSION_DIR": str(artifacts / "als_v1"),
+        "MINIMAL_VERSION_DIR": str(target.artifacts / "als_v1"),
         "MINIMAL_REDIS_URL": args.redis_url,
-        "MINIMAL_REDIS_PREFIX": prefix,
+        "MINIMAL_REDIS_PREFIX": target.prefix,
     }
     argv = [sys.executable, "-m", "uvicorn", "--factory", "minimal_app:create_app", "--app-dir", str(BENCH)]
     server = Server([*argv, "--port", str(port), "--log-level", "warning", *flags], env, port)
     try:
         server.wait("/docs")
-        result = measure(port, "/minimal", bodies, args.seconds)
+        result = measure(port, "/minimal", target.bodies, args.seconds)
     finally:
         server.stop()
-    return _row("minimal GET + search + orjson", model, workers, result, base["rps"])
+    return _row("minimal GET + search + orjson", target.model, workers, result, base["rps"])
+
+
+def _base_env() -> dict[str, str]:
+    """This process's environment without the service's own settings (each server gets its own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PROMETHEUS_"))}
 
 
 def _row(name: str, model: str, workers: int, r: dict[str, float], bare_rps: float) -> list[object]:
