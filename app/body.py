@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -84,20 +83,15 @@ def register_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
     """Make `app.openapi()` carry the schemas of `models` (and the models they nest) among its
     components, beside those FastAPI found in route signatures."""
 
+    default = app.openapi
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            spec = get_openapi(
-                title=app.title,
-                version=app.version,
-                openapi_version=app.openapi_version,
-                description=app.description,
-                routes=app.routes,
-            )
+            spec = default()  # FastAPI's document (it caches it in app.openapi_schema)
             _, top = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
             for name, schema in top.get("$defs", {}).items():
                 schemas.setdefault(name, schema)
-            app.openapi_schema = spec
-        return app.openapi_schema
+        return app.openapi_schema or default()
 
     app.openapi = openapi  # type: ignore[method-assign]

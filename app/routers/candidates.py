@@ -1,8 +1,8 @@
 """POST /candidates: the product's one read path.
 
-The route takes the raw request and parses its body itself (`app.body`): on this path FastAPI's
-body and dependency handling cost as much as a third of the request, and the OpenAPI document
-says the same either way.
+The route takes the raw request and parses its body itself (`app.body`): FastAPI's body and
+dependency handling cost about 50 us of a request here (a tenth to a fifth of one on ML-1M),
+and the OpenAPI document says the same either way.
 """
 
 from __future__ import annotations
