@@ -64,8 +64,8 @@ def validation_body(errors: Sequence[Any]) -> dict[str, Any]:
     detail = []
     for error in errors:
         item = {"type": error.get("type"), "loc": _location(error.get("loc", ())), "msg": _message(error)}
-        if _scalar(error.get("input")):
-            item["input"] = error.get("input")
+        if "input" in error and _scalar(error["input"]):
+            item["input"] = error["input"]
         if error.get("ctx"):
             item["ctx"] = {k: v if _scalar(v) else str(v) for k, v in error["ctx"].items()}
         detail.append(item)
