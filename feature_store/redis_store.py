@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import itertools
 import json
 import time
@@ -71,7 +70,7 @@ from feature_store.version_files import ProfileTable
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _hiredis_pack
-except ImportError:  # hiredis is an extra of redis-py: without it the client's own packer serves
+except ImportError:  # an extra of redis-py (installed with ours); see _evalsha_held
     _hiredis_pack = None
 
 T = TypeVar("T")
@@ -481,9 +480,10 @@ class RedisStore:
         assert pool is not None, "a cluster reads through the breaker"
         conn = self._held.pop() if self._held else await pool.get_connection()
         try:
-            await conn.send_packed_command(
-                _pack("EVALSHA", self._read_profile.sha, len(keys), *keys, start), check_health=False
-            )
+            command = ("EVALSHA", self._read_profile.sha, len(keys), *keys, start)
+            # hiredis packs in C; without it (an extra of redis-py) the connection's own packer.
+            packed = _hiredis_pack(command) if _hiredis_pack else conn.pack_command(*command)
+            await conn.send_packed_command(packed, check_health=False)
             reply: list[Any] = await conn.read_response()
         except NoScriptError:  # a restarted or flushed server: the script object loads it again
             await self._keep(conn)
@@ -611,18 +611,6 @@ class RedisStore:
         for conn in held:
             await self._pool.release(conn)
         await self._client.aclose(close_connection_pool=True)  # the pool is this store's own
-
-
-def _pack(*args: str | int) -> Any:
-    """A command in the wire format (hiredis packs it in C when it is installed)."""
-    if _hiredis_pack is not None:
-        return _hiredis_pack(args)
-    return _packer().pack_command(*args)
-
-
-@functools.cache
-def _packer() -> aioredis.Connection:
-    return aioredis.Connection()  # never connected: only its argument encoding is used
 
 
 def _raised_by_client(exc: BaseException) -> bool:

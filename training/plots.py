@@ -33,14 +33,10 @@ def _import_pyplot() -> None:
 
 def _pyplot() -> Any:
     """matplotlib costs ~0.4 s to import: load it only when a plot is drawn, headless."""
-    if _preload is not None and _preload is not threading.current_thread():
+    if _preload is not None:
         _preload.join()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    _import_pyplot()  # a no-op once the preload has run
+    return sys.modules["matplotlib.pyplot"]
 
 
 def plot_training_curve(history: list[IterationRecord], path: Path, title: str) -> Path | None:
