@@ -120,6 +120,8 @@ def write_als_version(
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / HISTORY_FILE).write_text(json.dumps(result.history_dicts(), indent=2) + "\n")
         hyper = {**result.params.as_dict(), "best_iteration": result.best_iteration}
+        if result.loss_pairs:
+            hyper["loss_estimated_on_pairs"] = result.loss_pairs
         if dataset.times is not None and len(dataset.times):
             hyper["data_until"] = int(dataset.times.max())
         if dataset.info.get("event_weights"):
@@ -129,7 +131,13 @@ def write_als_version(
         # The version name is only known for sure at rename time; retry on a concurrent writer.
         for _ in range(100):
             version = next_version(artifacts, family)
-            plot_training_curve(result.history, tmp / CURVE_FILE, f"{version}: ALS training")
+            plot_training_curve(
+                result.history,
+                tmp / CURVE_FILE,
+                f"{version}: ALS training",
+                loss_label="training loss"
+                + (f" (est. on {result.loss_pairs:,} pairs)" if result.loss_pairs else ""),
+            )
             write_manifest(
                 tmp,
                 version=version,

@@ -70,7 +70,8 @@ def _aggregate(log: InteractionLog) -> tuple[sp.csr_matrix, np.ndarray | None, n
     shape = (len(log.user_ids), len(log.item_ids))
     user_codes, user_ids = _sorted_codes(log.user_codes, log.user_ids)
     item_codes, item_ids = _sorted_codes(log.item_codes, log.item_ids)
-    order = np.lexsort((item_codes, user_codes))
+    # One int64 key per event (row-major cell number): a single argsort is ~3x a two-key lexsort.
+    order = np.argsort(user_codes.astype(np.int64) * shape[1] + item_codes, kind="stable")
     users = user_codes[order]
     items = item_codes[order]
     new_pair = np.empty(len(order), dtype=bool)

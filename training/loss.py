@@ -1,0 +1,78 @@
+"""The implicit-feedback ALS objective per iteration, at a bounded cost.
+
+The value is implicit's own `calculate_loss`, term for term and with its normalisation:
+
+    sum over stored pairs of |c| - 2 c+ p + (|c| - 1) p^2     (p = x_u . y_i, c+ = max(c, 0))
+  + sum over every user of x_u^T (Y^T Y) x_u                    (the unobserved cells, weight 1)
+  + regularization * (||X||^2 + ||Y||^2)
+  / (sum |c| + users * items - stored pairs)
+
+implicit computes it with a BLAS call per stored pair, which on ML-1M at 128 factors costs ~40 ms
+an iteration, 15-20% of the whole fit. Here every term but the per-pair one is exact and costs a
+few matrix products; the per-pair sum is exact up to `max_pairs` stored pairs and above that
+estimated from a fixed uniform sample of them (the same sample every iteration, so the curve is
+smooth). At 65,536 pairs of ML-1M's million the estimate is within 0.1% of the exact loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+DEFAULT_MAX_PAIRS = 65_536
+
+
+@dataclass(frozen=True)
+class LossPairs:
+    """The stored pairs the per-pair term is summed over, prepared once per fit."""
+
+    rows: np.ndarray  # int32 user of each pair
+    cols: np.ndarray  # int32 item of each pair
+    confidence: np.ndarray  # float32 confidence as the solver sees it (alpha applied)
+    scale: float  # stored pairs / pairs here: 1.0 when exact
+    total_confidence: float  # sum |c| over every stored pair
+    shape: tuple[int, int]
+    nnz: int
+
+    @property
+    def exact(self) -> bool:
+        return self.scale == 1.0
+
+
+def loss_pairs(
+    confidence: sp.csr_matrix, *, alpha: float = 1.0, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0
+) -> LossPairs:
+    """Every stored pair when there are at most `max_pairs` (0 = no limit), else a seeded sample.
+    `alpha` is implicit's: the solver sees `alpha * confidence`."""
+    nnz = int(confidence.nnz)
+    if max_pairs <= 0 or nnz <= max_pairs:
+        picked = np.arange(nnz)
+    else:
+        picked = np.sort(np.random.default_rng(seed).choice(nnz, max_pairs, replace=False))
+    rows = np.searchsorted(confidence.indptr, picked, side="right").astype(np.int32) - 1
+    return LossPairs(
+        rows=rows,
+        cols=confidence.indices[picked].astype(np.int32, copy=False),
+        confidence=(confidence.data[picked] * np.float32(alpha)).astype(np.float32, copy=False),
+        scale=nnz / max(len(picked), 1),
+        total_confidence=float(np.abs(confidence.data).sum(dtype=np.float64)) * abs(alpha),
+        shape=(int(confidence.shape[0]), int(confidence.shape[1])),
+        nnz=nnz,
+    )
+
+
+def als_loss(pairs: LossPairs, users: np.ndarray, items: np.ndarray, regularization: float) -> float:
+    """implicit's normalised training loss for factors `users` x `items` (see the module text)."""
+    p = np.einsum("ij,ij->i", users[pairs.rows], items[pairs.cols], dtype=np.float64)
+    c = pairs.confidence.astype(np.float64)
+    per_pair = float(np.dot(np.where(c > 0, -2.0 * c, 0.0) + (np.abs(c) - 1.0) * p, p)) * pairs.scale
+    gram = items.T @ items
+    unobserved = float(np.einsum("ij,ij->", users @ gram, users, dtype=np.float64))
+    norms = float(np.einsum("ij,ij->", users, users, dtype=np.float64)) + float(
+        np.einsum("ij,ij->", items, items, dtype=np.float64)
+    )
+    n_users, n_items = pairs.shape
+    numerator = pairs.total_confidence + per_pair + unobserved + regularization * norms
+    return numerator / (pairs.total_confidence + n_users * n_items - pairs.nnz)
