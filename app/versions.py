@@ -19,6 +19,7 @@ from feature_store.confidence import Scaling
 from feature_store.index_files import IndexMeta, read_index_meta
 from feature_store.manifest import ArtifactError, Manifest, verify_version
 from feature_store.version_files import (
+    ITEM_CONFIDENCE_WEIGHTS,
     ITEM_MAPPING,
     POPULARITY_SCORES,
     PROFILE_SEEN_ITEMS,
@@ -48,10 +49,20 @@ class ServingVersion:
     fusion: FusionParams | None = None
 
 
-def _foldin_model(manifest: Manifest, index: ItemIndex) -> FoldInModel | None:
+def _foldin_model(manifest: Manifest, index: ItemIndex, folder: Path) -> FoldInModel | None:
     """Fold-in needs the ALS hyperparameters the version was trained with; without them (an
-    imported model) run-time users wait for the next training run instead of getting a guess."""
+    imported model) run-time users wait for the next training run instead of getting a guess.
+    A version fitted with a popularity discount carries its per-item weights, which fold-in
+    applies the same way."""
     hyper = manifest.hyperparameters
+    item_weights = None
+    if float(hyper.get("popularity_discount") or 0.0):
+        item_weights = load_array(folder, ITEM_CONFIDENCE_WEIGHTS, mmap=False)
+        if item_weights.shape != (index.n,):
+            raise ArtifactError(
+                f"{folder / ITEM_CONFIDENCE_WEIGHTS}: shape {item_weights.shape}, the version has "
+                f"{index.n} items."
+            )
     try:
         return FoldInModel.from_factors(
             index.vectors,
@@ -59,6 +70,7 @@ def _foldin_model(manifest: Manifest, index: ItemIndex) -> FoldInModel | None:
             alpha=float(hyper["alpha"]),
             scaling=Scaling(hyper.get("scaling", Scaling.linear)),
             biased=bool(hyper.get("biases", False)),
+            item_weights=item_weights,
         )
     except (KeyError, ValueError, TypeError):
         return None
@@ -114,7 +126,7 @@ def load_serving_version(
         als=index,
         attributes=AttributeTable.load(folder, index.n),
         popularity=popularity,
-        foldin=_foldin_model(manifest, index),
+        foldin=_foldin_model(manifest, index, folder),
         event_weights={str(k).lower(): float(v) for k, v in weights.items()},
         content=content,
         content_prior=float(hyper.get("content", {}).get("popularity_prior", 0.0)),

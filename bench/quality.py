@@ -25,7 +25,14 @@ from training.pipeline import evaluate_ncf, holdout_metrics
 from training.readers import read_interactions
 from training.settings import SEED_DEFAULTS, TrainSettings
 
-GRID_BEST = {"factors": 64, "regularization": 1.0, "alpha": 1.0, "iterations": 20, "scaling": "binary"}
+GRID_BEST = {
+    "factors": 64,
+    "regularization": 1.0,
+    "alpha": 1.0,
+    "iterations": 20,
+    "scaling": "binary",
+    "popularity_discount": 0.0,
+}
 
 
 def main() -> None:
@@ -61,7 +68,7 @@ def main() -> None:
                 m["recall"],
                 m["coverage"],
                 f"f{params.factors} r{params.regularization:g} a{params.alpha:g} {params.scaling} "
-                f"it{params.iterations}",
+                f"d{params.popularity_discount:g} it{params.iterations}",
                 f"{time.perf_counter() - start:.0f}s",
             ]
         )
@@ -95,7 +102,8 @@ def main() -> None:
                     name,
                     report.als["hr"],
                     report.als["ndcg"],
-                    f"f{p.factors} r{p.regularization:g} a{p.alpha:g} it{p.iterations}",
+                    f"f{p.factors} r{p.regularization:g} a{p.alpha:g} d{p.popularity_discount:g} "
+                    f"it{p.iterations}",
                     f"{time.perf_counter() - start:.0f}s",
                 ]
             )

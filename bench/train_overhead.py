@@ -60,6 +60,8 @@ def ours(source: str, factors: int, reg: float, alpha: float, iterations: int, a
         str(iterations),
         "--scaling",
         "linear",
+        "--popularity-discount",
+        "0",
     ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])

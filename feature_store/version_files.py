@@ -19,6 +19,8 @@ USER_FACTORS = "user_factors.npy"
 ITEM_FACTORS = "item_factors.npy"
 USER_MAPPING = "user_mapping.json"
 ITEM_MAPPING = "item_mapping.json"
+# float32 per item: the popularity discount of the confidences ALS was fitted with (only when set)
+ITEM_CONFIDENCE_WEIGHTS = "item_confidence_weights.npy"
 # The other models of a train-all version (each optional: a plain `train` writes none of them).
 POPULARITY_SCORES = "popularity_scores.npy"  # float32 per item, time-decayed
 CONTENT_VECTORS = "content_vectors.npy"  # unit content vector + popularity share column

@@ -21,7 +21,7 @@ from implicit.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from training.biased_als import fit_biased
-from training.confidence import Scaling, scale_matrix
+from training.confidence import Scaling, popularity_weights, scale_matrix
 from training.evaluation import evaluate_ranking, evaluate_sampled
 from training.loss import DEFAULT_MAX_PAIRS, LossPairs, als_loss, loss_pairs
 
@@ -38,6 +38,7 @@ class AlsParams:
     use_cg: bool = True
     calculate_loss: bool = True
     biases: bool = False  # user and item bias terms (own solver: implicit has none)
+    popularity_discount: float = 0.0  # confidence x (item popularity / mean) ** -discount
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -63,6 +64,7 @@ class AlsResult:
     fit_seconds: float = 0.0
     model: Any = None  # implicit's model object, for its own `save`
     loss_pairs: int | None = None  # stored pairs the loss was summed over, when it was estimated
+    item_weights: np.ndarray | None = None  # float32 per item, when popularity_discount is set
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
@@ -157,7 +159,10 @@ def fit_als(
 ) -> AlsResult:
     """Fit on `matrix` (raw net weights; scaling is applied here). Early-stops on validation.
     The loss sums at most `loss_max_pairs` stored pairs (0 = all; see `training.loss`)."""
-    confidences = scale_matrix(matrix, params.scaling)
+    item_weights = (
+        popularity_weights(matrix, params.popularity_discount) if params.popularity_discount else None
+    )
+    confidences = scale_matrix(matrix, params.scaling, item_weights)
     history: list[IterationRecord] = []
     best: dict[str, Any] = {"ndcg": -1.0, "iteration": None, "factors": None, "bad": 0}
     model: Any
@@ -251,4 +256,5 @@ def fit_als(
         fit_seconds=fit_seconds,
         model=model,
         loss_pairs=None if pairs is None or pairs.exact else len(pairs.rows),
+        item_weights=item_weights,
     )

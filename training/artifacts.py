@@ -17,7 +17,7 @@ import numpy as np
 
 from feature_store.index_files import IndexMeta, write_index_meta
 from feature_store.manifest import list_versions, parse_version, write_latest, write_manifest
-from feature_store.version_files import ITEM_FACTORS, USER_FACTORS
+from feature_store.version_files import ITEM_CONFIDENCE_WEIGHTS, ITEM_FACTORS, USER_FACTORS
 from training.als import AlsResult
 from training.dataset import Dataset, write_mapping
 from training.indexes import IndexParams, build_index, write_index
@@ -92,6 +92,8 @@ def write_als_version(
     try:
         np.save(tmp / USER_FACTORS, np.ascontiguousarray(result.user_factors, np.float32), allow_pickle=False)
         np.save(tmp / ITEM_FACTORS, np.ascontiguousarray(result.item_factors, np.float32), allow_pickle=False)
+        if result.item_weights is not None:
+            np.save(tmp / ITEM_CONFIDENCE_WEIGHTS, result.item_weights.astype(np.float32), allow_pickle=False)
         write_mapping(tmp / "user_mapping.json", dataset.user_ids)
         write_mapping(tmp / "item_mapping.json", dataset.item_ids)
         if result.model is not None:

@@ -184,6 +184,7 @@ def train(
     iterations: int | None = _opt("iterations"),
     max_iterations: int | None = _opt("max_iterations"),
     scaling: Scaling | None = _opt("scaling"),
+    popularity_discount: float | None = _opt("popularity_discount"),
     split: SplitKind | None = _opt("split"),
     test_split: float | None = _opt("test_split"),
     k: int | None = _opt("k"),
@@ -215,7 +216,7 @@ def train(
         typer.Option(
             "--seed-defaults",
             help="The training guide's values: factors 128, "
-            "regularization 0.01, iterations 20, alpha 40, linear scaling.",
+            "regularization 0.01, iterations 20, alpha 40, linear scaling, no popularity discount.",
         ),
     ] = False,
 ) -> None:
@@ -236,6 +237,7 @@ def train(
         iterations=iterations,
         max_iterations=max_iterations,
         scaling=scaling,
+        popularity_discount=popularity_discount,
         split=split,
         test_split=test_split,
         k=k,
@@ -375,6 +377,7 @@ def train_all(
     alpha: float | None = _opt("alpha"),
     iterations: int | None = _opt("iterations"),
     scaling: Scaling | None = _opt("scaling"),
+    popularity_discount: float | None = _opt("popularity_discount"),
     test_split: float | None = _opt("test_split"),
     k: int | None = _opt("k"),
     seed: int | None = _opt("seed"),
@@ -401,6 +404,7 @@ def train_all(
         alpha=alpha,
         iterations=iterations,
         scaling=scaling,
+        popularity_discount=popularity_discount,
         test_split=test_split,
         k=k,
         seed=seed,
@@ -517,6 +521,7 @@ def evaluate(
     alpha: float | None = _opt("alpha"),
     iterations: int | None = _opt("iterations"),
     scaling: Scaling | None = _opt("scaling"),
+    popularity_discount: float | None = _opt("popularity_discount"),
     split: SplitKind | None = _opt("split"),
     test_split: float | None = _opt("test_split"),
     k: int | None = _opt("k"),
@@ -540,6 +545,7 @@ def evaluate(
         alpha=alpha,
         iterations=iterations,
         scaling=scaling,
+        popularity_discount=popularity_discount,
         split=split,
         test_split=test_split,
         k=k,
@@ -575,6 +581,9 @@ def evaluate(
         json_out.write_text(json.dumps(result, indent=2) + "\n")
 
 
+_BEST_KEYS = ("factors", "regularization", "alpha", "scaling", "popularity_discount", "iterations")
+
+
 @app.command()
 @friendly_errors
 def tune(
@@ -586,6 +595,13 @@ def tune(
     alpha: Annotated[str, typer.Option(help="Comma-separated alpha values.")] = "1,4,16,40",
     iterations: Annotated[int, typer.Option(help="Maximum iterations (best one found by validation).")] = 20,
     scaling: Annotated[str, typer.Option(help="Comma-separated scalings (linear,log,binary).")] = "auto",
+    popularity_discount: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated popularity discounts of the confidences (0 = off; train's "
+            "automatic search also tries 0.5)."
+        ),
+    ] = "0,0.25",
     query: QueryOpt = None,
     event_weight: EventWeightOpt = None,
     seed: int | None = _opt("seed"),
@@ -624,6 +640,7 @@ def tune(
         [iterations],
         scalings,
         AlsParams(random_state=settings.seed),
+        floats(popularity_discount, "popularity-discount"),
     )
     bar = tqdm(total=len(candidates), desc="grid", file=sys.stderr, disable=None)
     searcher = Searcher(data.matrix, seed=settings.seed + 1, on_trial=lambda t: bar.update(1))
@@ -631,17 +648,22 @@ def tune(
         searcher.score(candidate)
     bar.close()
     rows = sorted((t.row() for t in searcher.trials), key=lambda r: -float(r["validation_ndcg"]))
-    typer.echo(f"{'factors':>8}{'reg':>8}{'alpha':>7}{'scaling':>9}{'iters':>7}{'val NDCG@10':>13}{'sec':>7}")
+    typer.echo(
+        f"{'factors':>8}{'reg':>8}{'alpha':>7}{'scaling':>9}{'discount':>10}{'iters':>7}"
+        f"{'val NDCG@10':>13}{'sec':>7}"
+    )
     for r in rows:
         typer.echo(
             f"{r['factors']:>8}{r['regularization']:>8g}{r['alpha']:>7g}{r['scaling']:>9}"
-            f"{r['iterations']:>7}{r['validation_ndcg']:>13.4f}{r['seconds']:>7.1f}"
+            f"{r['popularity_discount']:>10g}{r['iterations']:>7}{r['validation_ndcg']:>13.4f}"
+            f"{r['seconds']:>7.1f}"
         )
     out.mkdir(parents=True, exist_ok=True)
     best = rows[0]
     (out / "best.json").write_text(
         json.dumps(
-            {k: best[k] for k in ("factors", "regularization", "alpha", "scaling", "iterations")}, indent=2
+            {k: best[k] for k in _BEST_KEYS},
+            indent=2,
         )
         + "\n"
     )
@@ -651,7 +673,7 @@ def tune(
         f"best: {best['label']} iterations {best['iterations']} -> {out / 'best.json'} "
         f"(train with: recsys train --factors {best['factors']} --regularization "
         f"{best['regularization']} --alpha {best['alpha']} --scaling {best['scaling']} "
-        f"--iterations {best['iterations']})"
+        f"--popularity-discount {best['popularity_discount']:g} --iterations {best['iterations']})"
     )
 
 

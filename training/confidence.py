@@ -13,13 +13,40 @@ import scipy.sparse as sp
 
 from feature_store.confidence import Scaling, scale_values
 
-__all__ = ["Scaling", "choose_default_scaling", "scale_matrix", "scale_values"]
+__all__ = [
+    "Scaling",
+    "choose_default_scaling",
+    "popularity_weights",
+    "scale_matrix",
+    "scale_values",
+]
 
 
-def scale_matrix(matrix: sp.csr_matrix, scaling: Scaling) -> sp.csr_matrix:
-    """The same sparsity pattern with scaled values (the input is not modified)."""
+def popularity_weights(matrix: sp.csr_matrix, discount: float) -> np.ndarray:
+    """Per item, `(positive pairs of the item / their mean over items) ** -discount` (float32).
+
+    With `discount` > 0 a pair with a popular item is less evidence of taste than a pair with a
+    niche one (everyone has seen the blockbuster), so its confidence shrinks, and a niche pair's
+    grows, with the mean item unchanged. This is the propensity idea of popularity-debiased
+    recommenders applied to ALS confidences. Items without positive pairs keep weight 1.
+    """
+    counts = np.bincount(matrix.indices[matrix.data > 0], minlength=matrix.shape[1]).astype(np.float64)
+    weights = np.ones(matrix.shape[1], np.float64)
+    seen = counts > 0
+    if discount and seen.any():
+        weights[seen] = (counts[seen] / counts[seen].mean()) ** -discount
+    return weights.astype(np.float32)
+
+
+def scale_matrix(
+    matrix: sp.csr_matrix, scaling: Scaling, item_weights: np.ndarray | None = None
+) -> sp.csr_matrix:
+    """The same sparsity pattern with scaled values, times each item's weight when given (the
+    input is not modified)."""
     out = matrix.copy()
     out.data = scale_values(matrix.data, scaling)
+    if item_weights is not None:
+        out.data *= item_weights[out.indices]
     return out
 
 

@@ -72,13 +72,19 @@ def evaluate_sampled(
     negatives: np.ndarray,
     k: int = 10,
 ) -> SampledMetrics:
-    """Leave-one-out with sampled negatives. `negatives` holds item indices, -1 for absent."""
-    u = user_factors[users]
-    pos = np.einsum("ij,ij->i", u, item_factors[positives])
-    neg_items = np.where(negatives >= 0, negatives, 0)
-    neg = np.einsum("ij,ikj->ik", u, item_factors[neg_items])
-    neg = np.where(negatives >= 0, neg, np.nan)
-    return sampled_metrics(pos.astype(np.float64), neg.astype(np.float64), k)
+    """Leave-one-out with sampled negatives. `negatives` holds item indices, -1 for absent.
+    Scored in blocks of rows: gathering 99 item vectors for every case at once would hold
+    cases x 99 x factors floats (900 MB for 18,000 cases at 128 factors)."""
+    pos = np.empty(len(users), np.float64)
+    neg = np.empty(negatives.shape, np.float64)
+    for start in range(0, len(users), 2048):
+        block = slice(start, start + 2048)
+        u = user_factors[users[block]]
+        pos[block] = np.einsum("ij,ij->i", u, item_factors[positives[block]])
+        items = negatives[block]
+        scores = np.einsum("ij,ikj->ik", u, item_factors[np.where(items >= 0, items, 0)])
+        neg[block] = np.where(items >= 0, scores, np.nan)
+    return sampled_metrics(pos, neg, k)
 
 
 def popularity_factors(train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:

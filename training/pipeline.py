@@ -28,7 +28,7 @@ from training.readers.movielens import read_ncf
 from training.settings import TrainSettings
 from training.splits import split
 from training.tier_eval import TierReport, evaluate_tiers
-from training.tune import Searcher, Trial, auto_select, is_binary
+from training.tune import SEARCHED, Searcher, Trial, auto_select, is_binary
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,11 +41,7 @@ def _quiet(_: str) -> None:
 
 
 def pinned_names(settings: TrainSettings) -> set[str]:
-    return {
-        name
-        for name in ("regularization", "alpha", "scaling", "iterations")
-        if getattr(settings, name) is not None
-    }
+    return {name for name in SEARCHED if getattr(settings, name) is not None}
 
 
 def base_params(settings: TrainSettings, matrix_is_binary: bool) -> AlsParams:
@@ -57,6 +53,7 @@ def base_params(settings: TrainSettings, matrix_is_binary: bool) -> AlsParams:
         alpha=4.0 if settings.alpha is None else settings.alpha,
         iterations=settings.iterations or settings.max_iterations,
         scaling=scaling,
+        popularity_discount=settings.popularity_discount or 0.0,
         random_state=settings.seed,
         use_gpu=settings.use_gpu,
         biases=settings.biases,
@@ -89,9 +86,7 @@ def choose_params(
     binary = is_binary(train)
     base = base_params(settings, binary)
     pinned = pinned_names(settings)
-    if {"regularization", "alpha", "scaling", "iterations"} <= pinned or (
-        binary and {"regularization", "alpha", "iterations"} <= pinned
-    ):
+    if set(SEARCHED) <= pinned or (binary and set(SEARCHED) - {"scaling"} <= pinned):
         return base, []
 
     def report(t: Trial) -> None:
@@ -243,11 +238,7 @@ def train(
             extra_hyperparameters={
                 "engine": engine.name,
                 **engine.hyperparameters(dataset.matrix, params),
-                "chosen_on_validation": sorted(
-                    {"regularization", "alpha", "scaling", "iterations"} - pinned_names(settings)
-                )
-                if trials
-                else [],
+                "chosen_on_validation": sorted(set(SEARCHED) - pinned_names(settings)) if trials else [],
             },
             index_params=settings.index_params(),
             items=items,

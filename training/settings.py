@@ -1,8 +1,9 @@
 """Training settings in one place: defaults, environment variables (RECSYS_*), CLI options.
 
 Every field can be set as `RECSYS_<NAME>` (e.g. `RECSYS_FACTORS=128`) and as the CLI option of
-the same name (`--factors 128`); the option wins. `None` for alpha, regularization, scaling or
-iterations means "choose it on validation data" (see tune.py); any value pins it.
+the same name (`--factors 128`); the option wins. `None` for alpha, regularization, scaling,
+popularity_discount or iterations means "choose it on validation data" (see tune.py); any value
+pins it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SEED_DEFAULTS = {
     "iterations": 20,
     "alpha": 40.0,
     "scaling": Scaling.linear,
+    "popularity_discount": 0.0,
 }
 
 
@@ -56,6 +58,13 @@ class TrainSettings(BaseSettings):
     )
     max_iterations: int = Field(20, ge=1, le=1000, description="Cap when iterations are chosen.")
     scaling: Scaling | None = Field(None, description="linear, log or binary; unset = chosen on validation.")
+    popularity_discount: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="Confidence of a pair x (item popularity / mean) ** -discount: 0 = off; unset = "
+        "chosen on validation among 0, 0.25, 0.5.",
+    )
     split: SplitKind = Field(SplitKind.random, description="Held-out evaluation split.")
     test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Held-out share; 0 skips evaluation.")
     k: int = Field(10, ge=1, le=1000, description="Cut-off of the ranking metrics.")

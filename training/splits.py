@@ -58,7 +58,10 @@ def split(
     test_fraction: float = 0.2,
     times: np.ndarray | None = None,
     seed: int = 42,
+    per_user: int = 1,
 ) -> Split:
+    """`per_user` is how many positives leave_one_out holds out per user (the latest when `times`
+    are given; always leaving the user one): more than one gives a validation more cases."""
     if not 0.0 < test_fraction < 1.0 and kind is not SplitKind.leave_one_out:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     matrix = matrix.tocsr()
@@ -70,7 +73,7 @@ def split(
     elif kind is SplitKind.user:
         held = _per_user_holdout(matrix, positive, rng, test_fraction, times=None)
     elif kind is SplitKind.leave_one_out:
-        held = _per_user_holdout(matrix, positive, rng, None, times=times)
+        held = _per_user_holdout(matrix, positive, rng, None, times=times, per_user=per_user)
     elif kind is SplitKind.time:
         if times is None:
             raise ValueError("a time split needs timestamps; this data set has none")
@@ -90,8 +93,10 @@ def _per_user_holdout(
     rng: np.random.Generator,
     fraction: float | None,
     times: np.ndarray | None,
+    per_user: int = 1,
 ) -> np.ndarray:
-    """Hold out per user: `fraction` of their positives, or (fraction None) one: the latest."""
+    """Hold out per user: `fraction` of their positives, or (fraction None) `per_user` of them,
+    the latest first when `times` are given."""
     rows = _row_of_each_value(matrix)
     n_pos = np.bincount(rows[positive], minlength=matrix.shape[0])
     # Rank each user's positives: by a random key, or by time (latest first) when times are given.
@@ -104,7 +109,7 @@ def _per_user_holdout(
     starts = matrix.indptr[:-1]
     rank[order] = np.arange(matrix.nnz) - np.repeat(starts, np.diff(matrix.indptr))
     if fraction is None:
-        quota = np.where(n_pos >= 2, 1, 0)
+        quota = np.clip(np.minimum(per_user, n_pos - 1), 0, None)
     else:
         quota = np.where(n_pos >= 2, np.clip(np.round(n_pos * fraction), 1, n_pos - 1), 0)
     return positive & (rank < quota[rows])

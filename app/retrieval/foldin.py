@@ -2,8 +2,9 @@
 
 This is the per-user half step of the ALS solver (what implicit's `recalculate_user` does), so a
 user who crossed into the warm tier through `POST /interactions`, or a known user with new
-events, is scored without a retrain. For a confidence `c_i = alpha * scale(w_i)` on the user's
-items (negative = dislike: preference 0 with confidence |c_i|) and 1 everywhere else:
+events, is scored without a retrain. For a confidence `c_i = alpha * scale(w_i) * d_i` on the
+user's items (negative = dislike: preference 0 with confidence |c_i|; d_i is the item's
+popularity discount when the version was fitted with one, else 1) and 1 everywhere else:
 
     (YᵀY + Σ_i (c_i - 1) y_i y_iᵀ + λI) x = Σ_i [c_i p_i] y_i
 
@@ -31,6 +32,7 @@ class FoldInModel:
     alpha: float
     scaling: Scaling
     biased: bool
+    item_weights: np.ndarray | None = None  # the popularity discount d_i per item
 
     @classmethod
     def from_factors(
@@ -40,6 +42,7 @@ class FoldInModel:
         alpha: float,
         scaling: Scaling | str,
         biased: bool,
+        item_weights: np.ndarray | None = None,
     ) -> FoldInModel:
         items = np.asarray(item_factors)
         # Views, not copies: a 1M-item version must not cost each worker another 500 MB.
@@ -53,7 +56,7 @@ class FoldInModel:
             if offset is not None:
                 offset_term -= chunk.T @ offset[start : start + 65_536].astype(np.float64)
         gram += regularization * np.eye(d)
-        return cls(design, offset, gram, offset_term, float(alpha), Scaling(scaling), biased)
+        return cls(design, offset, gram, offset_term, float(alpha), Scaling(scaling), biased, item_weights)
 
     def fold_in(self, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The user vector (float32, as stored in the version) for items `rows` with aggregated
@@ -66,6 +69,8 @@ class FoldInModel:
         keep = weights != 0
         rows, weights = rows[keep], weights[keep]
         conf = np.abs(scale_values(weights, self.scaling)).astype(np.float64) * self.alpha
+        if self.item_weights is not None:
+            conf *= self.item_weights[rows]
         pref = (weights > 0).astype(np.float64)
         z = self.design[rows].astype(np.float64)
         a = self.gram + (z.T * (conf - 1.0)) @ z

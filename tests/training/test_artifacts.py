@@ -64,3 +64,26 @@ def test_versions_count_up_and_a_failed_write_leaves_nothing(tmp_path, trained, 
         write_als_version(tmp_path, ds, result, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "als_v1", "als_v2"]
     assert read_latest(tmp_path) == "als_v2"
+
+
+def test_a_discounted_fit_ships_its_item_weights_and_serving_folds_in_with_them(
+    tmp_path, small_synthetic
+) -> None:
+    from dataclasses import replace
+
+    from app.versions import load_serving_version
+    from feature_store.manifest import ArtifactError
+
+    ds = build_dataset(from_table(small_synthetic.interactions, DEFAULT_EVENT_WEIGHTS))
+    result = fit_als(ds.matrix, AlsParams(factors=8, iterations=3, popularity_discount=0.25))
+    folder = write_als_version(tmp_path, ds, result, {})
+    manifest = verify_version(folder)
+    assert manifest.hyperparameters["popularity_discount"] == 0.25
+    assert "item_confidence_weights.npy" in manifest.files
+    version = load_serving_version(tmp_path, folder.name, DEFAULT_EVENT_WEIGHTS)
+    assert version.foldin is not None and version.foldin.item_weights is not None
+    np.testing.assert_array_equal(version.foldin.item_weights, result.item_weights)
+
+    plain = write_als_version(tmp_path, ds, replace(result, item_weights=None), {})
+    with pytest.raises(ArtifactError):  # the discount without its weights: refused, not guessed
+        load_serving_version(tmp_path, plain.name, DEFAULT_EVENT_WEIGHTS)

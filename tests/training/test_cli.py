@@ -37,6 +37,8 @@ def test_train_with_pinned_parameters_writes_a_version_and_reports_metrics(tmp_p
             "5",
             "--scaling",
             "log",
+            "--popularity-discount",
+            "0",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -57,6 +59,7 @@ def test_train_by_default_chooses_its_parameters_on_validation(tmp_path, synthet
     assert manifest["hyperparameters"]["chosen_on_validation"] == [
         "alpha",
         "iterations",
+        "popularity_discount",
         "regularization",
         "scaling",
     ]
@@ -83,6 +86,8 @@ def test_environment_variables_set_options(tmp_path, synthetic_files, monkeypatc
             "2",
             "--scaling",
             "binary",
+            "--popularity-discount",
+            "0",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -154,6 +159,8 @@ def test_tune_prints_a_table_and_saves_the_best(tmp_path, synthetic_files) -> No
             "4",
             "--scaling",
             "log",
+            "--popularity-discount",
+            "0,0.5",
             "--out",
             str(tmp_path),
         ],
@@ -161,4 +168,11 @@ def test_tune_prints_a_table_and_saves_the_best(tmp_path, synthetic_files) -> No
     assert result.exit_code == 0, result.output
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["regularization"] in (1.0, 10.0) and (tmp_path / "tuning.png").is_file()
-    assert len(json.loads((tmp_path / "trials.json").read_text())) == 2
+    assert best["popularity_discount"] in (0.0, 0.5)
+    trials = json.loads((tmp_path / "trials.json").read_text())
+    assert {(t["regularization"], t["popularity_discount"]) for t in trials} == {
+        (1.0, 0.0),
+        (1.0, 0.5),
+        (10.0, 0.0),
+        (10.0, 0.5),
+    }

@@ -90,3 +90,13 @@ def test_a_validation_split_with_times_holds_out_each_users_latest_positives(mat
             assert min(full[(user, c)] for c in held) >= max(full[(user, c)] for c in kept)
     assert s.train_times is not None and len(s.train_times) == s.train.nnz
     assert validation_split(m, fraction=0.2, seed=3).test.nnz > 0  # without times: a random share
+
+
+def test_leave_k_out_holds_out_k_positives_and_always_leaves_one() -> None:
+    dense = np.zeros((3, 6), np.float32)
+    dense[0, :6] = 1.0  # six positives: three held out
+    dense[1, :2] = 1.0  # two: one held out, one left
+    dense[2, 0] = 1.0  # one: nothing to hold out
+    s = split(sp.csr_matrix(dense), SplitKind.leave_one_out, per_user=3, seed=0)
+    assert s.test.getnnz(axis=1).tolist() == [3, 1, 0]
+    assert s.train.getnnz(axis=1).tolist() == [3, 1, 1]

@@ -11,7 +11,20 @@ from training.cli import app
 from training.synthetic import SyntheticConfig, generate, write
 
 runner = CliRunner()
-FAST = ["--factors", "8", "--alpha", "4", "--regularization", "1", "--iterations", "3", "--scaling", "log"]
+FAST = [
+    "--factors",
+    "8",
+    "--alpha",
+    "4",
+    "--regularization",
+    "1",
+    "--iterations",
+    "3",
+    "--scaling",
+    "log",
+    "--popularity-discount",
+    "0",
+]
 FAST_TT = ["--two-tower-epochs", "2", "--two-tower-dim", "16"]
 
 

@@ -7,7 +7,7 @@ from training.confidence import Scaling
 from training.dataset import build_dataset
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.interaction_log import from_table
-from training.tune import ALPHA_LADDER, REG_LADDER, Searcher, auto_select
+from training.tune import ALPHA_LADDER, DISCOUNT_LADDER, REG_LADDER, Searcher, auto_select
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,15 @@ def test_selection_picks_the_best_validation_trial_and_its_iteration(searcher) -
     assert {t.params.alpha for t in trials} >= set(ALPHA_LADDER)
 
 
+def test_the_popularity_discount_is_searched_unless_pinned(searcher) -> None:
+    searched = auto_select(Searcher(searcher, every=3), BASE, pinned={"scaling", "alpha"})[1]
+    assert {t.params.popularity_discount for t in searched} == set(DISCOUNT_LADDER)
+    pinned = {"scaling", "alpha", "popularity_discount"}
+    kept = auto_select(Searcher(searcher, every=3), replace(BASE, popularity_discount=0.25), pinned=pinned)
+    assert {t.params.popularity_discount for t in kept[1]} == {0.25}
+    assert kept[0].popularity_discount == 0.25
+
+
 def test_repeated_candidates_are_fitted_once(searcher) -> None:
     s = Searcher(searcher, every=3)
     s.score(BASE)
@@ -58,9 +67,17 @@ def test_sampled_negatives_are_distinct_and_never_items_the_user_touched(searche
         assert sampled.positives[row] in touched
 
 
-def test_a_sampled_protocol_searcher_validates_on_one_item_per_user(searcher) -> None:
+def test_a_sampled_protocol_searcher_validates_on_up_to_three_items_per_user(searcher) -> None:
     s = Searcher(searcher, every=3, sampled_negatives=99)
-    assert s.validation.sampled is not None
-    assert (s.validation.holdout.getnnz(axis=1) <= 1).all()
+    sampled, holdout = s.validation.sampled, s.validation.holdout
+    assert sampled is not None
+    per_user = holdout.getnnz(axis=1)
+    assert per_user.max() == 3 and (per_user <= 3).all()
+    assert len(sampled.users) == holdout.nnz  # one case per held-out item
+    for row in range(0, len(sampled.users), 97):
+        user = sampled.users[row]
+        touched = set(searcher[user].indices.tolist())  # training part and every held-out item
+        assert sampled.positives[row] in set(holdout[user].indices.tolist())
+        assert not touched & set(sampled.negatives[row].tolist())
     trial = s.score(BASE)
     assert 0.0 < trial.validation_ndcg <= 1.0

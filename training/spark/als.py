@@ -32,7 +32,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from training.als import AlsParams, AlsResult
-from training.confidence import scale_matrix
+from training.confidence import popularity_weights, scale_matrix
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -93,7 +93,10 @@ def fit_spark_als(
     """Fit `matrix` (raw net weights, scaled here like the implicit engine) with MLlib ALS."""
     from pyspark.ml.recommendation import ALS
 
-    confidences = scale_matrix(matrix, params.scaling)
+    item_weights = (
+        popularity_weights(matrix, params.popularity_discount) if params.popularity_discount else None
+    )
+    confidences = scale_matrix(matrix, params.scaling, item_weights)
     coo = with_positive_rows_only(confidences.tocoo())
     ratings = spark_ratings(coo.data, params.alpha)
     frame = spark.createDataFrame(
@@ -130,4 +133,5 @@ def fit_spark_als(
         item_factors=items,
         params=params,
         fit_seconds=time.perf_counter() - start,
+        item_weights=item_weights,
     )

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 import scipy.sparse as sp
 
 from training.als import AlsParams, AlsResult, IterationRecord
-from training.confidence import scale_matrix
+from training.confidence import popularity_weights, scale_matrix
 from training.pipeline import Progress, base_params, pinned_names
 from training.settings import TrainSettings
 from training.spark.als import fit_spark_als, spark_reg_param
-from training.tune import Trial, is_binary
+from training.tune import SEARCHED, Trial, is_binary
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,7 +33,7 @@ class SparkEngine:
         self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress
     ) -> tuple[AlsParams, list[Trial]]:
         params = base_params(settings, is_binary(train))
-        unpinned = {"regularization", "alpha", "scaling", "iterations"} - pinned_names(settings)
+        unpinned = set(SEARCHED) - pinned_names(settings)
         if unpinned:
             progress(
                 f"spark engine: no validation search; {', '.join(sorted(unpinned))} take the defaults "
@@ -53,7 +53,16 @@ class SparkEngine:
         return {
             "spark_reg_param": self._reg_param
             if self._reg_param is not None
-            else spark_reg_param(params.regularization, scale_matrix(matrix, params.scaling)),
+            else spark_reg_param(
+                params.regularization,
+                scale_matrix(
+                    matrix,
+                    params.scaling,
+                    popularity_weights(matrix, params.popularity_discount)
+                    if params.popularity_discount
+                    else None,
+                ),
+            ),
             "spark_alpha": 1.0,
             "spark_rating": "alpha * scaled weight - 1 (confidence 1 + |r| = alpha * scaled weight)",
             "spark_master": self._spark.sparkContext.master,

@@ -20,7 +20,9 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def _fitted(biases: bool) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, AlsParams]:
+def _fitted(
+    biases: bool, discount: float = 0.0
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, AlsParams, np.ndarray | None]:
     dataset = build_dataset(from_table(small_data(users=400).interactions, DEFAULT_EVENT_WEIGHTS))
     params = AlsParams(
         factors=16,
@@ -30,19 +32,33 @@ def _fitted(biases: bool) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, AlsPar
         scaling=Scaling.log,
         use_cg=False,
         biases=biases,
+        popularity_discount=discount,
     )
     result = fit_als(dataset.matrix, params)
-    return dataset.matrix.tocsr(), result.user_factors, result.item_factors, params
+    return dataset.matrix.tocsr(), result.user_factors, result.item_factors, params, result.item_weights
 
 
-def _check_reproduces_training(biases: bool) -> None:
-    matrix, users, items, p = _fitted(biases)
-    model = FoldInModel.from_factors(items, p.regularization, p.alpha, p.scaling, biased=biases)
+def _fold_in_cosines(biases: bool, discount: float = 0.0, use_weights: bool = True) -> np.ndarray:
+    """Cosine of each sampled user's fold-in with the vector training gave them."""
+    matrix, users, items, p, weights = _fitted(biases, discount)
+    assert (weights is not None) == bool(discount)
+    model = FoldInModel.from_factors(
+        items,
+        p.regularization,
+        p.alpha,
+        p.scaling,
+        biased=biases,
+        item_weights=weights if use_weights else None,
+    )
     cosines = []
     for u in range(0, matrix.shape[0], 7):
         row = matrix[u]
-        folded = model.fold_in(row.indices, row.data)
-        cosines.append(_cosine(folded, users[u]))
+        cosines.append(_cosine(model.fold_in(row.indices, row.data), users[u]))
+    return np.array(cosines)
+
+
+def _check_reproduces_training(biases: bool, discount: float = 0.0) -> None:
+    cosines = _fold_in_cosines(biases, discount)
     assert np.median(cosines) > 0.99, np.percentile(cosines, [5, 50])
 
 
@@ -52,6 +68,12 @@ def test_fold_in_of_a_training_row_reproduces_the_trained_user_vector() -> None:
 
 def test_fold_in_reproduces_the_biased_model_too() -> None:
     _check_reproduces_training(biases=True)
+
+
+def test_fold_in_applies_the_popularity_discount_training_used() -> None:
+    with_weights = _fold_in_cosines(biases=False, discount=0.5)
+    without = _fold_in_cosines(biases=False, discount=0.5, use_weights=False)
+    assert np.percentile(with_weights, 5) > 0.99 > np.percentile(without, 5)
 
 
 def test_profile_interactions_sum_recent_weights_and_give_older_items_a_click() -> None:
@@ -79,4 +101,4 @@ def test_a_version_without_hyperparameters_serves_without_fold_in(tmp_path: Path
     class Index:
         vectors = np.ones((3, 2), np.float32)
 
-    assert _foldin_model(manifest, Index()) is None  # type: ignore[arg-type]
+    assert _foldin_model(manifest, Index(), tmp_path) is None  # type: ignore[arg-type]

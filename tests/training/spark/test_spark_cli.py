@@ -16,7 +16,20 @@ from tests.training.spark.conftest import require_spark
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.synthetic import SyntheticConfig, generate
 
-PINNED = ["--factors", "16", "--regularization", "5", "--alpha", "4", "--iterations", "5", "--scaling", "log"]
+PINNED = [
+    "--factors",
+    "16",
+    "--regularization",
+    "5",
+    "--alpha",
+    "4",
+    "--iterations",
+    "5",
+    "--scaling",
+    "log",
+    "--popularity-discount",
+    "0",
+]
 
 
 def _train(log: Path, artifacts: Path, *extra: str) -> subprocess.CompletedProcess[str]:
