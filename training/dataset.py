@@ -85,10 +85,8 @@ def _aggregate(log: InteractionLog) -> tuple[sp.csr_matrix, np.ndarray | None, n
         times = np.maximum.reduceat(log.timestamps[order], starts)
     pair_users, pair_items = users[starts], items[starts]
     indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-    np.add.at(indptr, pair_users.astype(np.int64) + 1, 1)
-    matrix = sp.csr_matrix(
-        (sums.astype(np.float32), pair_items.astype(np.int32), np.cumsum(indptr)), shape=shape
-    )
+    np.cumsum(np.bincount(pair_users, minlength=shape[0]), out=indptr[1:])
+    matrix = sp.csr_matrix((sums.astype(np.float32), pair_items.astype(np.int32), indptr), shape=shape)
     return matrix, times, user_ids, item_ids
 
 

@@ -11,7 +11,8 @@ implicit computes it with a BLAS call per stored pair, which on ML-1M at 128 fac
 an iteration, 15-20% of the whole fit. Here every term but the per-pair one is exact and costs a
 few matrix products; the per-pair sum is exact up to `max_pairs` stored pairs and above that
 estimated from a fixed uniform sample of them (the same sample every iteration, so the curve is
-smooth). At 65,536 pairs of ML-1M's million the estimate is within 0.1% of the exact loss.
+smooth). With 16,384 of ML-1M's million pairs the estimate was within 0.3% of implicit's exact
+value at iterations 1, 5 and 20, for ~12 ms an iteration (65,536 pairs: also within 0.3%, 21 ms).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-DEFAULT_MAX_PAIRS = 65_536
+DEFAULT_MAX_PAIRS = 16_384
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def loss_pairs(
 
 def als_loss(pairs: LossPairs, users: np.ndarray, items: np.ndarray, regularization: float) -> float:
     """implicit's normalised training loss for factors `users` x `items` (see the module text)."""
-    p = np.einsum("ij,ij->i", users[pairs.rows], items[pairs.cols], dtype=np.float64)
+    # Each dot in float32 (as implicit's own), their weighted sum in float64.
+    p = np.einsum("ij,ij->i", users[pairs.rows], items[pairs.cols]).astype(np.float64)
     c = pairs.confidence.astype(np.float64)
     per_pair = float(np.dot(np.where(c > 0, -2.0 * c, 0.0) + (np.abs(c) - 1.0) * p, p)) * pairs.scale
     gram = items.T @ items

@@ -176,3 +176,18 @@ def test_tune_prints_a_table_and_saves_the_best(tmp_path, synthetic_files) -> No
         (10.0, 0.0),
         (10.0, 0.5),
     }
+
+
+def test_the_entry_point_freezes_the_heap_so_shutdown_skips_the_cycle_collections(monkeypatch) -> None:
+    import gc
+
+    from training.cli import main
+
+    monkeypatch.setattr("sys.argv", ["recsys", "--help"])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
