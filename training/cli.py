@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from app.experiments import ExperimentConfigError
@@ -53,11 +54,25 @@ def _opt(name: str, *flags: str) -> Any:
     )
 
 
+def _settings_problem(exc: ValidationError) -> str:
+    """One line per bad setting, named as the option and the variable that set it."""
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        where = f"--{name.replace('_', '-')} / RECSYS_{name.upper()}" if name else exc.title
+        got = f" (got {error['input']!r})" if "input" in error and name else ""
+        problems.append(f"{where}: {error['msg']}{got}")
+    return "; ".join(problems)
+
+
 def friendly_errors(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except ValidationError as exc:
+            typer.secho(f"Error: {_settings_problem(exc)}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
         except (
             TrainingInputError,
             ArtifactError,

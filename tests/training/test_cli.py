@@ -131,7 +131,7 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, content, args, ex
 def test_out_of_range_options_are_refused_by_name(tmp_path, synthetic_files) -> None:
     inter, _ = synthetic_files
     result = runner.invoke(app, ["train", "-i", str(inter), "--test-split", "1.5"])
-    assert result.exit_code == 2 and "test_split" in result.output
+    assert result.exit_code == 2 and "--test-split / RECSYS_TEST_SPLIT: " in result.output
 
 
 def test_help_shows_every_default() -> None:
@@ -191,3 +191,14 @@ def test_the_entry_point_freezes_the_heap_so_shutdown_skips_the_cycle_collection
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_an_out_of_range_setting_names_its_option_and_variable(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    result = runner.invoke(
+        app, ["train", "-i", str(inter), "--artifacts", str(tmp_path), "--popularity-discount", "3"]
+    )
+    assert result.exit_code == 2
+    assert "--popularity-discount / RECSYS_POPULARITY_DISCOUNT" in result.output
+    assert "less than or equal to 2 (got 3.0)" in result.output
+    assert "Traceback" not in result.output and not list(tmp_path.iterdir())
