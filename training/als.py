@@ -21,7 +21,7 @@ from implicit.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from training.biased_als import fit_biased
-from training.confidence import Scaling, popularity_weights, scale_matrix
+from training.confidence import Scaling, confidence_matrix
 from training.evaluation import evaluate_ranking, evaluate_sampled
 from training.loss import DEFAULT_MAX_PAIRS, LossPairs, als_loss, loss_pairs
 
@@ -159,10 +159,7 @@ def fit_als(
 ) -> AlsResult:
     """Fit on `matrix` (raw net weights; scaling is applied here). Early-stops on validation.
     The loss sums at most `loss_max_pairs` stored pairs (0 = all; see `training.loss`)."""
-    item_weights = (
-        popularity_weights(matrix, params.popularity_discount) if params.popularity_discount else None
-    )
-    confidences = scale_matrix(matrix, params.scaling, item_weights)
+    confidences, item_weights = confidence_matrix(matrix, params.scaling, params.popularity_discount)
     history: list[IterationRecord] = []
     best: dict[str, Any] = {"ndcg": -1.0, "iteration": None, "factors": None, "bad": 0}
     model: Any

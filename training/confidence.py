@@ -16,6 +16,7 @@ from feature_store.confidence import Scaling, scale_values
 __all__ = [
     "Scaling",
     "choose_default_scaling",
+    "confidence_matrix",
     "popularity_weights",
     "scale_matrix",
     "scale_values",
@@ -63,3 +64,12 @@ def choose_default_scaling(values: np.ndarray) -> Scaling:
         return Scaling.binary
     ratio = float(np.percentile(positive, 99) / max(np.median(positive), 1e-12))
     return Scaling.log if ratio > 20 else Scaling.linear
+
+
+def confidence_matrix(
+    matrix: sp.csr_matrix, scaling: Scaling, discount: float
+) -> tuple[sp.csr_matrix, np.ndarray | None]:
+    """What every ALS engine fits: the scaled values with the popularity discount applied, and
+    the per-item weights the version must carry for fold-in (None without a discount)."""
+    weights = popularity_weights(matrix, discount) if discount else None
+    return scale_matrix(matrix, scaling, weights), weights

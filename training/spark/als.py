@@ -32,7 +32,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from training.als import AlsParams, AlsResult
-from training.confidence import popularity_weights, scale_matrix
+from training.confidence import confidence_matrix
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -93,10 +93,7 @@ def fit_spark_als(
     """Fit `matrix` (raw net weights, scaled here like the implicit engine) with MLlib ALS."""
     from pyspark.ml.recommendation import ALS
 
-    item_weights = (
-        popularity_weights(matrix, params.popularity_discount) if params.popularity_discount else None
-    )
-    confidences = scale_matrix(matrix, params.scaling, item_weights)
+    confidences, item_weights = confidence_matrix(matrix, params.scaling, params.popularity_discount)
     coo = with_positive_rows_only(confidences.tocoo())
     ratings = spark_ratings(coo.data, params.alpha)
     frame = spark.createDataFrame(

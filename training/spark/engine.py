@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import scipy.sparse as sp
 
 from training.als import AlsParams, AlsResult, IterationRecord
-from training.confidence import popularity_weights, scale_matrix
+from training.confidence import confidence_matrix
 from training.pipeline import Progress, base_params, pinned_names
 from training.settings import TrainSettings
 from training.spark.als import fit_spark_als, spark_reg_param
@@ -55,13 +55,7 @@ class SparkEngine:
             if self._reg_param is not None
             else spark_reg_param(
                 params.regularization,
-                scale_matrix(
-                    matrix,
-                    params.scaling,
-                    popularity_weights(matrix, params.popularity_discount)
-                    if params.popularity_discount
-                    else None,
-                ),
+                confidence_matrix(matrix, params.scaling, params.popularity_discount)[0],
             ),
             "spark_alpha": 1.0,
             "spark_rating": "alpha * scaled weight - 1 (confidence 1 + |r| = alpha * scaled weight)",
