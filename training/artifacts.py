@@ -64,6 +64,24 @@ def models_hyperparameters(models: ModelSet) -> dict[str, Any]:
     return out
 
 
+_DATA_KEYS = (
+    "events",
+    "users",
+    "items",
+    "pairs",
+    "removed_users",
+    "removed_items",
+    "dropped_invalid_rows",
+    "dropped_unknown_events",
+    "read_notes",
+)
+
+
+def _data_report(info: dict[str, Any]) -> dict[str, Any]:
+    """What the version was trained on, and every row left out of it on the way."""
+    return {key: info[key] for key in _DATA_KEYS if key in info}
+
+
 def write_als_version(
     artifacts: Path,
     dataset: Dataset,
@@ -119,6 +137,7 @@ def write_als_version(
             from training.item_attributes import write_item_attributes
 
             write_item_attributes(tmp, items, dataset.item_ids)
+        metrics = {**metrics, "data": _data_report(dataset.info)}
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / HISTORY_FILE).write_text(json.dumps(result.history_dicts(), indent=2) + "\n")
         hyper = {**result.params.as_dict(), "best_iteration": result.best_iteration}

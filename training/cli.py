@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from tqdm import tqdm
 
 from app.experiments import ExperimentConfigError
@@ -24,8 +25,10 @@ from feature_store.manifest import ArtifactError
 from training.confidence import Scaling
 from training.errors import TrainingInputError
 from training.events import parse_weight_overrides
+from training.readers.items import DuplicatePolicy
 from training.settings import SEED_DEFAULTS, Engine, TrainSettings
 from training.splits import SplitKind
+from training.timestamps import EpochUnit
 
 app = typer.Typer(
     help="Recommendation candidate service: build datasets, train and evaluate models.",
@@ -103,8 +106,81 @@ def _settings(
     return settings
 
 
+def _grid_values(text: str, name: str, kind: type[int] | type[float]) -> list[Any]:
+    """A comma-separated `tune` grid, each value held to the bounds of its TrainSettings field,
+    so `--factors 0` is refused before any fit (BLAS would print 96,000 lines about it)."""
+    flag = f"--{name.replace('_', '-')}"
+    try:
+        raw = [kind(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        what = "whole numbers" if kind is int else "numbers"
+        raise TrainingInputError(f"{flag} '{text}': expected comma-separated {what}") from None
+    if not raw:
+        raise TrainingInputError(f"{flag} '{text}': give at least one value")
+    constrained: Any = Annotated[(kind, *_FIELDS[name].metadata)]
+    adapter: TypeAdapter[Any] = TypeAdapter(constrained)
+    for value in raw:
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            raise TrainingInputError(f"{flag}: {exc.errors()[0]['msg']} (got {value!r})") from None
+    return raw
+
+
+def _writable_folder(path: Path, option: str) -> None:
+    """An output folder is checked before the work, not discovered broken after a long fit."""
+    if path.exists() and not path.is_dir():
+        raise TrainingInputError(
+            f"{option} {path}: that is a file; give a folder (it is created if missing)."
+        )
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise TrainingInputError(f"{option} {path}: {existing} is a file, so no folder can be made there.")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainingInputError(f"{option} {path}: {existing} is not writable.")
+
+
+def _writable_file(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise TrainingInputError(
+            f"{option} {path}: that is a folder; give a file name, e.g. {path / 'report.json'}."
+        )
+    _writable_folder(path.parent, option)
+
+
 def _say(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def _report_read(info: dict[str, Any]) -> None:
+    """How the log was read, and every row left out of it: nothing is dropped without a word."""
+    for note in info.get("read_notes", []):
+        _say(f"read: {note}")
+    if info.get("dropped_invalid_rows"):
+        dropped = ", ".join(f"{n:,} {why}" for why, n in info["dropped_invalid_rows"].items())
+        _say(f"dropped invalid rows (--drop-invalid-rows): {dropped}")
+    if info.get("dropped_unknown_events"):
+        _say(f"dropped rows with unknown event types: {info['dropped_unknown_events']}")
+
+
+def _read_items(source: str | None, settings: TrainSettings) -> Any:
+    """`--items` for every command that takes it: read, prepared, its choices printed."""
+    if source is None:
+        return None
+    from training.readers import read_items
+
+    prepared = read_items(source, settings.item_options())
+    for note in prepared.notes:
+        _say(f"read: {note}")
+    return prepared.table
+
+
+def _load(source: str, settings: TrainSettings, query: str | None = None, drop_unknown: bool = False) -> Any:
+    from training.pipeline import load_dataset_from
+
+    data = load_dataset_from(source, settings, query=query, drop_unknown_events=drop_unknown)
+    _report_read(data.info)
+    return data
 
 
 InteractionsOpt = Annotated[
@@ -122,6 +198,15 @@ QueryOpt = Annotated[
 EventWeightOpt = Annotated[
     list[str] | None,
     typer.Option("--event-weight", help="Override or add an event weight: NAME=VALUE (repeatable)."),
+]
+ItemsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--items",
+        help="Item metadata (CSV/Parquet with item_id, category, tags, text, numbers...; or a MovieLens "
+        "folder): the version's filterable attributes and the content model's input. Read by the "
+        "rules of the README's 'Item metadata' section (lists, missing values, duplicates).",
+    ),
 ]
 DropUnknownOpt = Annotated[
     bool, typer.Option("--drop-unknown-events", help="Skip rows with unknown event types (reported).")
@@ -144,6 +229,9 @@ def generate(
     from training.synthetic import SyntheticConfig, write
     from training.synthetic import generate as gen
 
+    if fmt not in ("parquet", "csv"):
+        raise TrainingInputError(f"--format {fmt!r}: use parquet or csv.")
+    _writable_folder(out, "--out")
     start = time.perf_counter()
     data = gen(SyntheticConfig(users=users, items=items, interactions=interactions, seed=seed))
     paths = write(data, out, fmt)
@@ -159,6 +247,8 @@ def dataset(
     interactions: InteractionsOpt,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("data/dataset"),
     query: QueryOpt = None,
+    timestamp_unit: EpochUnit | None = _opt("timestamp_unit"),
+    drop_invalid_rows: bool | None = _opt("drop_invalid_rows"),
     event_weight: EventWeightOpt = None,
     drop_unknown_events: DropUnknownOpt = False,
     min_interactions: int | None = _opt("min_interactions"),
@@ -166,16 +256,18 @@ def dataset(
 ) -> None:
     """Build the weighted user x item matrix: interactions.npz + id mappings + fingerprint."""
     from training.dataset import save_dataset
-    from training.pipeline import load_dataset_from
 
     settings = _settings(
-        event_weight, min_interactions=min_interactions, min_item_interactions=min_item_interactions
+        event_weight,
+        timestamp_unit=timestamp_unit,
+        drop_invalid_rows=drop_invalid_rows,
+        min_interactions=min_interactions,
+        min_item_interactions=min_item_interactions,
     )
-    data = load_dataset_from(interactions, settings, query=query, drop_unknown_events=drop_unknown_events)
+    _writable_folder(out, "--out")
+    data = _load(interactions, settings, query, drop_unknown_events)
     save_dataset(data, out)
     info = data.info
-    if info["dropped_unknown_events"]:
-        _say(f"dropped rows with unknown event types: {info['dropped_unknown_events']}")
     typer.echo(
         f"{info['users']:,} users x {info['items']:,} items, {info['pairs']:,} pairs "
         f"({info['negative_pairs']:,} net dislikes), density {info['density']:.4%}; "
@@ -189,6 +281,8 @@ def dataset(
 def train(
     interactions: InteractionsOpt,
     query: QueryOpt = None,
+    timestamp_unit: EpochUnit | None = _opt("timestamp_unit"),
+    drop_invalid_rows: bool | None = _opt("drop_invalid_rows"),
     event_weight: EventWeightOpt = None,
     drop_unknown_events: DropUnknownOpt = False,
     artifacts: Path | None = _opt("artifacts"),
@@ -209,14 +303,11 @@ def train(
     biases: bool | None = _opt("biases", "--biases/--no-biases"),
     use_gpu: bool | None = _opt("use_gpu", "--use-gpu/--no-gpu"),
     refit: bool | None = _opt("refit", "--refit/--no-refit"),
-    items: Annotated[
-        str | None,
-        typer.Option(
-            "--items",
-            help="Item metadata (CSV/Parquet with item_id, category, tags, numbers...; or a MovieLens "
-            "folder): stored as the version's filterable attribute table.",
-        ),
-    ] = None,
+    items: ItemsOpt = None,
+    list_separator: str | None = _opt("list_separator"),
+    categorical: list[str] | None = _opt("categorical"),
+    numeric: list[str] | None = _opt("numeric"),
+    item_duplicates: DuplicatePolicy | None = _opt("item_duplicates"),
     index_kind: IndexKind | None = _opt("index_kind"),
     index_metric: Metric | None = _opt("index_metric"),
     hnsw_m: int | None = _opt("hnsw_m"),
@@ -238,12 +329,13 @@ def train(
 ) -> None:
     """Train ALS (implicit here, or Spark MLlib with --engine spark), evaluate it on a holdout beside
     popularity, and write artifacts/als_vN."""
-    from training.pipeline import load_dataset_from
     from training.pipeline import train as run_train
 
     settings = _settings(
         event_weight,
         seed_defaults,
+        timestamp_unit=timestamp_unit,
+        drop_invalid_rows=drop_invalid_rows,
         artifacts=artifacts,
         min_interactions=min_interactions,
         min_item_interactions=min_item_interactions,
@@ -263,6 +355,10 @@ def train(
         use_gpu=use_gpu,
         refit=refit,
         index_kind=index_kind,
+        list_separator=list_separator,
+        categorical=categorical,
+        numeric=numeric,
+        item_duplicates=item_duplicates,
         index_metric=index_metric,
         hnsw_m=hnsw_m,
         ef_construction=ef_construction,
@@ -273,6 +369,7 @@ def train(
         spark_partitions=spark_partitions,
         spark_reg_param=spark_reg_param,
     )
+    _writable_folder(settings.artifacts, "--artifacts")
     if settings.engine is Engine.spark and settings.use_gpu:
         raise TrainingInputError("--use-gpu is for the implicit engine; Spark runs where --master points.")
     if settings.use_gpu:
@@ -282,11 +379,7 @@ def train(
             raise TrainingInputError(
                 "--use-gpu: implicit found no CUDA device; drop the flag to train on CPU."
             )
-    item_table = None
-    if items is not None:
-        from training.readers import read_items
-
-        item_table = read_items(items)
+    item_table = _read_items(items, settings)
     if settings.engine is Engine.spark:
         _train_on_spark(interactions, settings, query, drop_unknown_events, item_table)
         return
@@ -295,7 +388,7 @@ def train(
 
     preload_plotting()  # the version's PNG needs matplotlib: imported while the data loads
     _say(f"reading {interactions}")
-    data = load_dataset_from(interactions, settings, query=query, drop_unknown_events=drop_unknown_events)
+    data = _load(interactions, settings, query, drop_unknown_events)
     _say(
         f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, {data.info['pairs']:,} pairs"
     )
@@ -330,11 +423,16 @@ def _train_on_spark(
     with spark_session(settings) as spark:
         _say(f"reading {interactions} in Spark")
         log = read_with_spark(
-            spark, interactions, settings.event_weights, query=query, drop_unknown_events=drop_unknown_events
+            spark,
+            interactions,
+            settings.event_weights,
+            query=query,
+            drop_unknown_events=drop_unknown_events,
+            drop_invalid_rows=settings.drop_invalid_rows,
+            timestamp_unit=settings.timestamp_unit,
         )
-        if log.dropped_unknown_events:
-            _say(f"dropped rows with unknown event types: {log.dropped_unknown_events}")
         data = dataset_from_log(log, settings)
+        _report_read(data.info)
         _say(
             f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, "
             f"{data.info['pairs']:,} pairs"
@@ -345,16 +443,6 @@ def _train_on_spark(
     _print_train_report(report, time.perf_counter() - start)
 
 
-ItemsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--items",
-        help="Item metadata (CSV/Parquet with item_id, category, tags, text, numbers...; or a MovieLens "
-        "folder): content vectors and filters. Without it the content model is skipped.",
-    ),
-]
-
-
 def _all_settings(event_weight: list[str] | None, **options: Any) -> TrainSettings:
     return _settings(event_weight, False, **options)
 
@@ -362,19 +450,12 @@ def _all_settings(event_weight: list[str] | None, **options: Any) -> TrainSettin
 def _read_for_all(
     interactions: str, items: str | None, settings: TrainSettings, query: str | None, drop: bool
 ) -> tuple[Any, Any]:
-    from training.pipeline import load_dataset_from
-    from training.readers import read_items
-
+    item_table = _read_items(items, settings)
     _say(f"reading {interactions}")
-    data = load_dataset_from(interactions, settings, query=query, drop_unknown_events=drop)
+    data = _load(interactions, settings, query, drop)
     _say(
         f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, {data.info['pairs']:,} pairs"
     )
-    item_table = read_items(items) if items is not None else None
-    if items is not None and item_table is None:
-        raise TrainingInputError(
-            f"{items}: no item metadata found there (movies.dat, u.item, CSV or Parquet)."
-        )
     return data, item_table
 
 
@@ -383,7 +464,13 @@ def _read_for_all(
 def train_all(
     interactions: InteractionsOpt,
     items: ItemsOpt = None,
+    list_separator: str | None = _opt("list_separator"),
+    categorical: list[str] | None = _opt("categorical"),
+    numeric: list[str] | None = _opt("numeric"),
+    item_duplicates: DuplicatePolicy | None = _opt("item_duplicates"),
     query: QueryOpt = None,
+    timestamp_unit: EpochUnit | None = _opt("timestamp_unit"),
+    drop_invalid_rows: bool | None = _opt("drop_invalid_rows"),
     event_weight: EventWeightOpt = None,
     drop_unknown_events: DropUnknownOpt = False,
     artifacts: Path | None = _opt("artifacts"),
@@ -413,6 +500,8 @@ def train_all(
 
     settings = _all_settings(
         event_weight,
+        timestamp_unit=timestamp_unit,
+        drop_invalid_rows=drop_invalid_rows,
         artifacts=artifacts,
         min_interactions=min_interactions,
         factors=factors,
@@ -432,7 +521,12 @@ def train_all(
         warm_min_interactions=warm_min_interactions,
         hot_min_interactions=hot_min_interactions,
         index_kind=index_kind,
+        list_separator=list_separator,
+        categorical=categorical,
+        numeric=numeric,
+        item_duplicates=item_duplicates,
     )
+    _writable_folder(settings.artifacts, "--artifacts")
     start = time.perf_counter()
     data, item_table = _read_for_all(interactions, items, settings, query, drop_unknown_events)
     report = run_train_all(data, settings, items=item_table, progress=_say)
@@ -450,7 +544,13 @@ def train_all(
 def evaluate_tiers(
     interactions: InteractionsOpt,
     items: ItemsOpt = None,
+    list_separator: str | None = _opt("list_separator"),
+    categorical: list[str] | None = _opt("categorical"),
+    numeric: list[str] | None = _opt("numeric"),
+    item_duplicates: DuplicatePolicy | None = _opt("item_duplicates"),
     query: QueryOpt = None,
+    timestamp_unit: EpochUnit | None = _opt("timestamp_unit"),
+    drop_invalid_rows: bool | None = _opt("drop_invalid_rows"),
     event_weight: EventWeightOpt = None,
     drop_unknown_events: DropUnknownOpt = False,
     min_interactions: int | None = _opt("min_interactions"),
@@ -474,6 +574,8 @@ def evaluate_tiers(
 
     settings = _all_settings(
         event_weight,
+        timestamp_unit=timestamp_unit,
+        drop_invalid_rows=drop_invalid_rows,
         min_interactions=min_interactions,
         factors=factors,
         test_split=test_split,
@@ -484,7 +586,13 @@ def evaluate_tiers(
         device=device,
         warm_min_interactions=warm_min_interactions,
         hot_min_interactions=hot_min_interactions,
+        list_separator=list_separator,
+        categorical=categorical,
+        numeric=numeric,
+        item_duplicates=item_duplicates,
     )
+    if json_out is not None:
+        _writable_file(json_out, "--json")
     start = time.perf_counter()
     data, item_table = _read_for_all(interactions, items, settings, query, drop_unknown_events)
     report = run_tiers(data, settings, items=item_table, progress=_say)
@@ -531,6 +639,8 @@ def evaluate(
         Path | None, typer.Option("--ncf", help="NCF split folder (leave-one-out, 99 negatives).")
     ] = None,
     query: QueryOpt = None,
+    timestamp_unit: EpochUnit | None = _opt("timestamp_unit"),
+    drop_invalid_rows: bool | None = _opt("drop_invalid_rows"),
     event_weight: EventWeightOpt = None,
     factors: int | None = _opt("factors"),
     regularization: float | None = _opt("regularization"),
@@ -551,11 +661,13 @@ def evaluate(
     ] = None,
 ) -> None:
     """Measure a configuration under a protocol (holdout split or NCF) without writing a version."""
-    from training.pipeline import evaluate_ncf, holdout_metrics, load_dataset_from
+    from training.pipeline import evaluate_ncf, holdout_metrics
 
     settings = _settings(
         event_weight,
         seed_defaults,
+        timestamp_unit=timestamp_unit,
+        drop_invalid_rows=drop_invalid_rows,
         factors=factors,
         regularization=regularization,
         alpha=alpha,
@@ -570,6 +682,10 @@ def evaluate(
     )
     if (interactions is None) == (ncf is None):
         raise TrainingInputError("give exactly one of --interactions PATH or --ncf FOLDER")
+    if interactions is not None and settings.test_split <= 0:
+        raise TrainingInputError("--test-split must be above 0 to evaluate")
+    if json_out is not None:
+        _writable_file(json_out, "--json")
     if ncf is not None:
         report = evaluate_ncf(ncf, settings, progress=_say)
         result = {
@@ -586,9 +702,7 @@ def evaluate(
         typer.echo(f"parameters: {json.dumps(report.params.as_dict())}")
     else:
         assert interactions is not None
-        data = load_dataset_from(interactions, settings, query=query)
-        if settings.test_split <= 0:
-            raise TrainingInputError("--test-split must be above 0 to evaluate")
+        data = _load(interactions, settings, query)
         metrics, params, _ = holdout_metrics(data, settings, [], _say)
         result = {"protocol": f"holdout-{settings.split}", "params": params.as_dict(), **metrics}
         _print_holdout(metrics)
@@ -619,6 +733,8 @@ def tune(
         ),
     ] = "0,0.25",
     query: QueryOpt = None,
+    timestamp_unit: EpochUnit | None = _opt("timestamp_unit"),
+    drop_invalid_rows: bool | None = _opt("drop_invalid_rows"),
     event_weight: EventWeightOpt = None,
     seed: int | None = _opt("seed"),
     out: Annotated[
@@ -627,36 +743,37 @@ def tune(
 ) -> None:
     """Grid search on a validation holdout; prints a table and saves the best configuration."""
     from training.als import AlsParams
-    from training.pipeline import load_dataset_from
     from training.plots import plot_tuning
     from training.tune import Searcher, grid, is_binary
 
-    settings = _settings(event_weight, seed=seed)
-    data = load_dataset_from(interactions, settings, query=query)
-
-    def floats(text: str, name: str) -> list[float]:
-        try:
-            return [float(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise TrainingInputError(f"--{name} '{text}': expected comma-separated numbers") from None
-
-    if scaling == "auto":
-        scalings = (
-            [Scaling.binary] if is_binary(data.matrix) else [Scaling.linear, Scaling.log, Scaling.binary]
-        )
-    else:
+    settings = _settings(
+        event_weight, seed=seed, timestamp_unit=timestamp_unit, drop_invalid_rows=drop_invalid_rows
+    )
+    factor_grid = _grid_values(factors, "factors", int)
+    regularization_grid = _grid_values(regularization, "regularization", float)
+    alpha_grid = _grid_values(alpha, "alpha", float)
+    discount_grid = _grid_values(popularity_discount, "popularity_discount", float)
+    _grid_values(str(iterations), "iterations", int)
+    scalings: list[Scaling] | None = None
+    if scaling != "auto":
         try:
             scalings = [Scaling(s.strip()) for s in scaling.split(",")]
         except ValueError:
             raise TrainingInputError(f"--scaling '{scaling}': use linear, log, binary or auto") from None
+    _writable_folder(out, "--out")
+    data = _load(interactions, settings, query)
+    if scalings is None:
+        scalings = (
+            [Scaling.binary] if is_binary(data.matrix) else [Scaling.linear, Scaling.log, Scaling.binary]
+        )
     candidates = grid(
-        [int(f) for f in floats(factors, "factors")],
-        floats(regularization, "regularization"),
-        floats(alpha, "alpha"),
+        factor_grid,
+        regularization_grid,
+        alpha_grid,
         [iterations],
         scalings,
         AlsParams(random_state=settings.seed),
-        floats(popularity_discount, "popularity-discount"),
+        discount_grid,
     )
     bar = tqdm(total=len(candidates), desc="grid", file=sys.stderr, disable=None)
     searcher = Searcher(data.matrix, seed=settings.seed + 1, on_trial=lambda t: bar.update(1))
@@ -857,13 +974,12 @@ def demo(
 ) -> None:
     """Generate synthetic data, train every model (train-all) with its per-tier evaluation,
     publish, and serve: the whole job in one go."""
-    from training.pipeline import load_dataset_from
     from training.pipeline import train_all as run_train_all
-    from training.readers import read_items
     from training.synthetic import SyntheticConfig, write
     from training.synthetic import generate as gen
     from training.tier_eval import format_table
 
+    _writable_folder(workdir, "--workdir")
     start = time.perf_counter()
     data_dir = workdir / "data" / "synthetic"
     inter_path, items_path = write(
@@ -871,8 +987,8 @@ def demo(
     )
     _say(f"generated {interactions:,} synthetic events in {data_dir}")
     settings = _settings(artifacts=workdir / "artifacts", two_tower=two_tower)
-    data = load_dataset_from(str(inter_path), settings)
-    report = run_train_all(data, settings, progress=_say, items=read_items(str(items_path)))
+    data = _load(str(inter_path), settings)
+    report = run_train_all(data, settings, progress=_say, items=_read_items(str(items_path), settings))
     if report.tiers is not None:
         typer.echo(format_table(report.tiers, "\nper-tier holdout, k=10 (routed method in bold):"))
     assert report.version_dir is not None

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_TEXT_COLUMNS = ("title", "text", "description", "name")
+from training.readers.items import TEXT_COLUMNS
+
 _QUANTILE_BUCKETS = 5
 _TOKEN_SAFE = re.compile(r"[^0-9a-z]+")
 
@@ -56,9 +57,9 @@ def _column_tokens(name: str, array: pa.ChunkedArray) -> list[list[str]] | None:
         return [[f"{name}_q{b}"] if np.isfinite(v) else [] for v, b in zip(values, buckets, strict=True)]
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
         texts = pc.cast(array, pa.string()).to_pylist()
-        if name in _TEXT_COLUMNS:
+        if name in TEXT_COLUMNS:
             return None
-        return [[_token(name, p) for p in t.split("|") if p.strip()] if t else [] for t in texts]
+        return [[_token(name, t)] if t else [] for t in texts]
     return [[] for _ in range(len(array))]
 
 

@@ -190,6 +190,8 @@ def build_dataset(
         "removed_users": before_users - n_users,
         "removed_items": before_items - n_items,
         "dropped_unknown_events": dict(log.dropped_unknown_events),
+        "dropped_invalid_rows": dict(log.dropped_invalid_rows),
+        "read_notes": list(log.notes),
         "has_timestamps": times is not None,
         "event_weights": event_weights or {},
         "fingerprint": fingerprint(matrix, user_ids, item_ids),

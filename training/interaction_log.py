@@ -6,7 +6,7 @@ Ids are strings end to end (UUIDs in real life); internally they are dictionary-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from training.errors import NoInteractionsError, TrainingInputError
 from training.events import event_weights_for
+from training.timestamps import EpochUnit, epoch_seconds
 
 REQUIRED = ("user_id", "item_id")
 
@@ -29,6 +30,8 @@ class InteractionLog:
     weights: np.ndarray  # float32
     timestamps: np.ndarray | None  # int64 epoch seconds, or None when the source has none
     dropped_unknown_events: dict[str, int]
+    dropped_invalid_rows: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
+    notes: tuple[str, ...] = ()  # how the source was read (a time unit inferred, naive times as UTC)
 
     def __len__(self) -> int:
         return int(self.user_codes.shape[0])
@@ -58,22 +61,77 @@ def _encode(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[np.ndarray, 
     return codes, vocab
 
 
-def _timestamps(column: pa.ChunkedArray) -> np.ndarray:
-    """Epoch seconds from integers, floats, ISO strings or Arrow timestamps."""
-    col = column
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        try:
-            col = pc.cast(col, pa.timestamp("s"))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            col = pc.strptime(col, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
-    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
-        col = pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64())
-    if col.null_count:
-        raise TrainingInputError(
-            f"Column 'timestamp' has {col.null_count} empty or unparseable values; use epoch "
-            "seconds or ISO 8601 (2024-05-01T12:00:00), or drop the column."
-        )
-    return np.asarray(pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+DROP_OPTION = "--drop-invalid-rows (RECSYS_DROP_INVALID_ROWS=true)"
+NO_USER, NO_ITEM, BAD_WEIGHT = (
+    "without a user_id",
+    "without an item_id",
+    "with an empty or non-numeric weight",
+)
+UNPARSEABLE, OUT_OF_RANGE = (
+    "with an empty or unparseable timestamp",
+    "with a timestamp outside 1990 to next year",
+)
+
+
+def _missing_id(column: pa.ChunkedArray) -> np.ndarray:
+    """Null, empty or blank ids: the same for a SQL NULL, an empty CSV cell and a Parquet null."""
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    blank = pc.fill_null(pc.equal(text, ""), True)
+    return np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _numeric_weights(column: pa.ChunkedArray, source: str) -> np.ndarray:
+    """The `weight` column as float32, NaN where a cell is empty or not a number."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        text = pc.utf8_trim_whitespace(column)
+        number = pc.match_substring_regex(text, r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+        column = pc.cast(pc.if_else(pc.fill_null(number, False), text, None), pa.float64())
+    try:
+        values = pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise TrainingInputError(f"{source}: column 'weight' must be numeric.") from None
+    return np.asarray(values, dtype=np.float32)
+
+
+def _row_example(table: pa.Table, row: int) -> str:
+    values = table.slice(row, 1).to_pylist()[0]
+    shown = ", ".join(f"{k}={v!r}" for k, v in values.items() if k in _SHOWN)
+    return f"row {row + 1}: {shown}"
+
+
+_SHOWN = ("user_id", "item_id", "event_type", "weight", "timestamp")
+
+
+def _invalid_rows(
+    table: pa.Table, reasons: dict[str, np.ndarray], *, drop: bool, source: str
+) -> tuple[np.ndarray | None, dict[str, int]]:
+    """One policy for every source: rows without ids, weights or usable times stop the run with
+    counts and an example, or are dropped (and counted) when the user asked for it."""
+    counts = {reason: int(mask.sum()) for reason, mask in reasons.items() if mask.any()}
+    if not counts:
+        return None, {}
+    bad = np.logical_or.reduce(list(reasons.values()))
+    if drop:
+        return bad, counts
+    raise invalid_rows_error(
+        source, int(bad.sum()), table.num_rows, counts, _row_example(table, int(np.flatnonzero(bad)[0]))
+    )
+
+
+def invalid_rows_error(
+    source: str, bad: int, rows: int, counts: dict[str, int], example: str
+) -> TrainingInputError:
+    """The one message for unusable rows, whichever engine read them."""
+    listed = ", ".join(f"{n:,} {reason}" for reason, n in counts.items())
+    hint = (
+        " If the times are epoch numbers in another unit, set --timestamp-unit."
+        if OUT_OF_RANGE in counts
+        else ""
+    )
+    return TrainingInputError(
+        f"{source}: {bad:,} of {rows:,} rows cannot be used ({listed}); first {example}. Fix them at "
+        f"the source, or pass {DROP_OPTION} to skip them (counted in the report).{hint}"
+    )
 
 
 def from_table(
@@ -81,6 +139,8 @@ def from_table(
     event_weights: dict[str, float],
     *,
     drop_unknown_events: bool = False,
+    drop_invalid_rows: bool = False,
+    timestamp_unit: EpochUnit = EpochUnit.auto,
     source: str = "input",
 ) -> InteractionLog:
     """Validate a table with `user_id, item_id` and `weight` or `event_type` (+ optional `timestamp`)."""
@@ -100,26 +160,39 @@ def from_table(
         raise NoInteractionsError(
             f"No interactions found in {source}. Record some events (views, likes, ...) first."
         )
-    dropped: dict[str, int] = {}
+    reasons = {
+        NO_USER: _missing_id(table["user_id"]),
+        NO_ITEM: _missing_id(table["item_id"]),
+    }
+    weights: np.ndarray | None = None
     if "weight" in names:
-        try:
-            weights = np.asarray(
-                pc.cast(table["weight"], pa.float32()).to_numpy(zero_copy_only=False), np.float32
-            )
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise TrainingInputError(f"{source}: column 'weight' must be numeric.") from None
-        if np.isnan(weights).any():
-            raise TrainingInputError(
-                f"{source}: column 'weight' has {int(np.isnan(weights).sum())} empty values."
-            )
-    else:
+        weights = _numeric_weights(table["weight"], source)
+        reasons[BAD_WEIGHT] = np.isnan(weights)
+    notes: tuple[str, ...] = ()
+    stamps = None
+    if "timestamp" in names:
+        times = epoch_seconds(table["timestamp"], timestamp_unit)
+        reasons[UNPARSEABLE] = times.invalid
+        reasons[OUT_OF_RANGE] = times.implausible
+        stamps, notes = times.seconds, tuple(times.notes)
+    bad, dropped_invalid = _invalid_rows(table, reasons, drop=drop_invalid_rows, source=source)
+    if bad is not None:
+        keep = ~bad
+        if not keep.any():
+            raise NoInteractionsError(f"No interactions found in {source}: every row was invalid.")
+        table = table.filter(pa.array(keep))
+        weights = None if weights is None else weights[keep]
+        stamps = None if stamps is None else stamps[keep]
+    dropped: dict[str, int] = {}
+    if weights is None:
         weights, dropped = event_weights_for(
             table["event_type"], event_weights, drop_unknown=drop_unknown_events
         )
     user_codes, user_ids = _encode(table["user_id"], "user_id")
     item_codes, item_ids = _encode(table["item_id"], "item_id")
-    stamps = _timestamps(table["timestamp"]) if "timestamp" in names else None
-    log = InteractionLog(user_codes, item_codes, user_ids, item_ids, weights, stamps, dropped)
+    log = InteractionLog(
+        user_codes, item_codes, user_ids, item_ids, weights, stamps, dropped, dropped_invalid, notes
+    )
     return _without_rows(log, np.isnan(weights)) if dropped else log
 
 
@@ -135,6 +208,8 @@ def _without_rows(log: InteractionLog, drop: np.ndarray) -> InteractionLog:
         log.weights[keep],
         None if log.timestamps is None else log.timestamps[keep],
         log.dropped_unknown_events,
+        log.dropped_invalid_rows,
+        log.notes,
     )
 
 
@@ -154,4 +229,4 @@ def from_arrays(
     }
     if timestamps is not None:
         columns["timestamp"] = pa.array(np.asarray(timestamps, dtype=np.int64))
-    return from_table(pa.table(columns), {})
+    return from_table(pa.table(columns), {}, timestamp_unit=EpochUnit.s)

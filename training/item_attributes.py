@@ -55,18 +55,10 @@ def _numeric(name: str, array: pa.ChunkedArray, present: np.ndarray) -> Attribut
     return AttributeColumn(name, ColumnKind.numeric, numbers=numbers)
 
 
-def _is_delimited(text: pa.ChunkedArray) -> bool:
-    """'a|b|c' strings (tags, genres) are multi-valued: most non-empty values hold a '|'."""
-    filled = text.drop_null()
-    if len(filled) == 0:
-        return False
-    with_bar = pc.sum(pc.match_substring(filled, "|")).as_py() or 0
-    return with_bar >= 0.2 * len(filled)
-
-
 def build_attributes(items: pa.Table, item_ids: np.ndarray) -> list[AttributeColumn]:
-    """Every filterable column of `items`: strings become categories, lists multi-valued
-    categories, numbers and dates numeric. Free text columns are left to the content model."""
+    """Every filterable column of `items` (prepared by `readers.items.prepare_items`, which decides
+    what is a list): strings become categories, lists multi-valued categories, numbers and dates
+    numeric. Free text columns are left to the content model."""
     table, present = _aligned(items, item_ids)
     columns: list[AttributeColumn] = []
     for name in table.column_names:
@@ -77,11 +69,7 @@ def build_attributes(items: pa.Table, item_ids: np.ndarray) -> list[AttributeCol
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
             columns.append(_multi(name, array, present))
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
-            text = pc.cast(array, pa.string())
-            if _is_delimited(text):
-                columns.append(_multi(name, pc.split_pattern(text, "|"), present))
-                continue
-            col = _categorical(name, text, present)
+            col = _categorical(name, pc.cast(array, pa.string()), present)
             if col is not None:
                 columns.append(col)
         elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind):

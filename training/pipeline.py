@@ -24,6 +24,7 @@ from training.interaction_log import InteractionLog, from_table
 from training.model_set import ModelSet, fit_model_set
 from training.plots import preload as preload_plotting
 from training.readers import read_interactions
+from training.readers.items import prepare_items
 from training.readers.movielens import read_ncf
 from training.settings import TrainSettings
 from training.splits import split
@@ -60,11 +61,21 @@ def base_params(settings: TrainSettings, matrix_is_binary: bool) -> AlsParams:
     )
 
 
+def prepared_items(items: pa.Table | None, settings: TrainSettings) -> pa.Table | None:
+    """Metadata by one set of rules whoever calls (the CLI has prepared it already: a no-op)."""
+    return None if items is None else prepare_items(items, settings.item_options()).table
+
+
 def load_dataset_from(
     source: str, settings: TrainSettings, *, query: str | None = None, drop_unknown_events: bool = False
 ) -> Dataset:
     log = read_interactions(
-        source, settings.event_weights, query=query, drop_unknown_events=drop_unknown_events
+        source,
+        settings.event_weights,
+        query=query,
+        drop_unknown_events=drop_unknown_events,
+        drop_invalid_rows=settings.drop_invalid_rows,
+        timestamp_unit=settings.timestamp_unit,
     )
     return dataset_from_log(log, settings)
 
@@ -204,6 +215,7 @@ def train(
     engine: AlsEngine | None = None,
 ) -> TrainReport:
     engine = engine or ImplicitEngine()
+    items = prepared_items(items, settings)
     if write:
         preload_plotting()  # the version's PNG needs matplotlib: import it while the model fits
     timings: dict[str, float] = {}
@@ -271,6 +283,7 @@ def train_all(
     timings: dict[str, float] = {}
     metrics: dict[str, Any] = {}
     tiers = None
+    items = prepared_items(items, settings)
     if items is None:
         progress("no item metadata: the content model is skipped (cold users with events get ALS fold-in)")
     if settings.test_split > 0:

@@ -18,7 +18,9 @@ from feature_store.index_files import IndexKind, Metric
 from training.confidence import Scaling
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.indexes import IndexParams
+from training.readers.items import DuplicatePolicy, ItemOptions
 from training.splits import SplitKind
+from training.timestamps import EpochUnit
 
 # The ALS training guide's values (seed 000), kept as an explicit preset: `--seed-defaults`.
 SEED_DEFAULTS = {
@@ -45,6 +47,33 @@ class TrainSettings(BaseSettings):
     event_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
         description="Weight per event type (JSON in the environment).",
+    )
+    timestamp_unit: EpochUnit = Field(
+        EpochUnit.auto,
+        description="Unit of epoch-number timestamps: s, ms, us, ns; auto = inferred from the magnitude "
+        "(printed).",
+    )
+    drop_invalid_rows: bool = Field(
+        False,
+        description="Skip rows without a user_id or item_id, or with an unusable weight or timestamp "
+        "(counted in the report); by default such rows stop the run with an example.",
+    )
+    list_separator: str = Field(
+        "|",
+        max_length=8,
+        description="Item metadata: text columns holding it are multi-valued ('' = never split).",
+    )
+    categorical: list[str] = Field(
+        default_factory=list,
+        description="Item metadata columns kept as one text value each: never split, never numeric.",
+    )
+    numeric: list[str] = Field(
+        default_factory=list,
+        description="Item metadata columns read as numbers; values that are not become missing (counted).",
+    )
+    item_duplicates: DuplicatePolicy = Field(
+        DuplicatePolicy.error,
+        description="An item_id on several metadata rows: error, or keep the first or last row.",
     )
     min_interactions: int = Field(1, ge=1, description="Drop users with fewer positive items.")
     min_item_interactions: int = Field(1, ge=1, description="Drop items with fewer positive users.")
@@ -130,6 +159,15 @@ class TrainSettings(BaseSettings):
         description="Comma-separated jars for Spark (a JDBC driver for SQL sources); unset = the "
         "Debian PostgreSQL driver when installed.",
     )
+
+    def item_options(self) -> ItemOptions:
+        return ItemOptions(
+            list_separator=self.list_separator,
+            categorical=tuple(c.strip().lower() for c in self.categorical),
+            numeric=tuple(c.strip().lower() for c in self.numeric),
+            duplicates=self.item_duplicates,
+            drop_invalid_rows=self.drop_invalid_rows,
+        )
 
     def index_params(self) -> IndexParams:
         return IndexParams(

@@ -157,8 +157,9 @@ def evaluate_tiers(
     items: pa.Table | None = None,
     progress: Progress = _quiet,
 ) -> TierReport:
-    from training.pipeline import choose_params
+    from training.pipeline import choose_params, prepared_items
 
+    items = prepared_items(items, settings)
     fraction = settings.test_split if settings.test_split > 0 else 0.2
     parts = tier_split(dataset.matrix, dataset.times, test_fraction=fraction, seed=settings.seed)
     progress(f"tier split: {parts.train.nnz:,} training and {parts.test.nnz:,} held-out pairs")

@@ -202,3 +202,84 @@ def test_an_out_of_range_setting_names_its_option_and_variable(tmp_path, synthet
     assert "--popularity-discount / RECSYS_POPULARITY_DISCOUNT" in result.output
     assert "less than or equal to 2 (got 3.0)" in result.output
     assert "Traceback" not in result.output and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--factors", "0"], "--factors: Input should be greater than or equal to 1 (got 0)"),
+        (["--alpha", "4,-1"], "--alpha: Input should be greater than 0 (got -1.0)"),
+        (["--regularization", "-0.5"], "--regularization: Input should be greater than or equal to 0"),
+        (["--popularity-discount", "3"], "--popularity-discount: Input should be less than or equal to 2"),
+        (["--iterations", "0"], "--iterations: Input should be greater than or equal to 1 (got 0)"),
+        (["--factors", "6.5"], "--factors '6.5': expected comma-separated whole numbers"),
+    ],
+)
+def test_tune_refuses_bad_grid_values_before_reading_anything(tmp_path, flags, message) -> None:
+    result = runner.invoke(
+        app, ["tune", "-i", str(tmp_path / "not-read.csv"), "--out", str(tmp_path), *flags]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert "SSYMV" not in result.output
+
+
+def test_output_paths_of_the_wrong_kind_are_refused_before_the_work(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["train", "-i", str(inter), "--artifacts", str(a_file)], "--artifacts"),
+        (["train-all", "-i", str(inter), "--artifacts", str(a_file / "sub")], "--artifacts"),
+        (["tune", "-i", str(inter), "--out", str(a_file)], "--out"),
+        (["generate", "--out", str(a_file)], "--out"),
+        (["dataset", "-i", str(inter), "--out", str(a_file)], "--out"),
+        (["evaluate", "-i", str(inter), "--json", str(tmp_path)], "--json"),
+        (["evaluate-tiers", "-i", str(inter), "--json", str(tmp_path)], "--json"),
+    ]
+    for args, option in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith(f"Error: {option} "), (args, result.output)
+        assert "reading" not in result.output and len(result.output.splitlines()) == 1
+
+
+def test_train_and_train_all_say_the_same_of_a_folder_without_metadata(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    outputs = []
+    for command in ("train", "train-all"):
+        result = runner.invoke(
+            app, [command, "-i", str(inter), "--items", str(tmp_path), "--artifacts", str(tmp_path / "a")]
+        )
+        assert result.exit_code == 2
+        outputs.append(result.output)
+    assert outputs[0] == outputs[1] and "no item metadata found there" in outputs[0]
+
+
+def test_train_reports_how_it_read_times_and_what_it_dropped(tmp_path) -> None:
+    rows = ["user_id,item_id,event_type,timestamp"]
+    for n in range(400):
+        user = "" if n % 50 == 0 else f"u{n % 40}"
+        rows.append(f"{user},i{n % 23},like,{(1_767_225_600 + n) * 1000}")
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(rows) + "\n")
+    base = [
+        "train",
+        "-i",
+        str(path),
+        "--artifacts",
+        str(tmp_path / "a"),
+        "--factors",
+        "4",
+        "--iterations",
+        "2",
+    ]
+    refused = runner.invoke(app, base)
+    assert refused.exit_code == 2 and "8 without a user_id" in refused.output
+    result = runner.invoke(app, [*base, "--drop-invalid-rows", "--test-split", "0"])
+    assert result.exit_code == 0, result.output
+    assert "read: timestamp: epoch milliseconds (inferred from the magnitude" in result.output
+    assert "dropped invalid rows (--drop-invalid-rows): 8 without a user_id" in result.output
+    metrics = json.loads((tmp_path / "a" / "als_v1" / "metrics.json").read_text())
+    assert metrics["data"]["dropped_invalid_rows"] == {"without a user_id": 8}
+    assert metrics["data"]["events"] == 392

@@ -7,10 +7,14 @@ from training.errors import MatrixTooSparseError, NoInteractionsError
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.interaction_log import from_arrays, from_table
 
+T = 1_700_000_000  # event times are plausible epoch seconds; the tests speak in offsets from it
+
 
 def _events(rows: list[tuple[str, str, str, int]]):
     users, items, events, stamps = zip(*rows, strict=True)
-    table = pa.table({"user_id": users, "item_id": items, "event_type": events, "timestamp": stamps})
+    table = pa.table(
+        {"user_id": users, "item_id": items, "event_type": events, "timestamp": [T + s for s in stamps]}
+    )
     return from_table(table, DEFAULT_EVENT_WEIGHTS)
 
 
@@ -35,7 +39,7 @@ def test_repeated_events_of_a_pair_are_summed_and_keep_the_latest_time() -> None
     times = dict(
         zip(ds.item_ids[ds.matrix.indices[start:end]].tolist(), ds.times[start:end].tolist(), strict=True)
     )
-    assert times == {"a": 30, "b": 20}
+    assert times == {"a": T + 30, "b": T + 20}
 
 
 def test_a_net_dislike_stays_as_an_explicit_negative() -> None:
@@ -73,7 +77,7 @@ def test_min_interactions_filters_until_stable_and_keeps_times_aligned() -> None
     rng = np.random.default_rng(0)
     users = rng.integers(0, 60, 3000).astype(str)
     items = rng.integers(0, 80, 3000).astype(str)
-    stamps = rng.integers(0, 1_000_000, 3000)
+    stamps = T + rng.integers(0, 1_000_000, 3000)
     log = from_arrays(users, items, timestamps=stamps)
     ds = build_dataset(log, min_interactions=30, min_item_interactions=20)
     assert ds.info["removed_users"] > 0 and ds.shape[0] > 0
@@ -124,7 +128,7 @@ def test_fingerprint_identifies_the_training_input() -> None:
 
 
 def test_save_and_load_round_trip_the_seed_outputs(tmp_path) -> None:
-    ds = build_dataset(from_arrays(["u1", "u2", "u2"], ["a", "a", "b"], timestamps=np.array([3, 2, 1])))
+    ds = build_dataset(from_arrays(["u1", "u2", "u2"], ["a", "a", "b"], timestamps=T + np.array([3, 2, 1])))
     save_dataset(ds, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} >= {
         "interactions.npz",

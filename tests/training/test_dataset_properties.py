@@ -25,7 +25,7 @@ events = st.tuples(
     st.sampled_from([f"u{i}" for i in range(5)]),
     st.sampled_from([f"i{i}" for i in range(5)]),
     st.sampled_from(sorted(DEFAULT_EVENT_WEIGHTS)),
-    st.integers(0, 1_000),
+    st.integers(1_700_000_000, 1_700_001_000),  # plausible epoch seconds
 )
 logs = st.lists(events, min_size=1, max_size=40)
 

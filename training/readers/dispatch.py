@@ -9,7 +9,9 @@ import pyarrow as pa
 from training.errors import TrainingInputError
 from training.interaction_log import InteractionLog, from_table
 from training.readers.files import read_items_table, read_table
+from training.readers.items import ItemOptions, ItemTable, prepare_items
 from training.readers.movielens import read_movielens, read_movielens_items
+from training.timestamps import EpochUnit
 
 _SQL_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql", "mssql", "oracle")
 
@@ -38,17 +40,35 @@ def read_interactions(
     *,
     query: str | None = None,
     drop_unknown_events: bool = False,
+    drop_invalid_rows: bool = False,
+    timestamp_unit: EpochUnit = EpochUnit.auto,
 ) -> InteractionLog:
     """Read and validate an interaction log from a path (CSV, Parquet, MovieLens folder) or SQL URL."""
     table = read_source_table(source, query)
-    return from_table(table, event_weights, drop_unknown_events=drop_unknown_events, source=source)
+    return from_table(
+        table,
+        event_weights,
+        drop_unknown_events=drop_unknown_events,
+        drop_invalid_rows=drop_invalid_rows,
+        timestamp_unit=timestamp_unit,
+        source=source,
+    )
 
 
-def read_items(source: str) -> pa.Table | None:
-    """Item metadata from a file or a MovieLens folder; None when a folder has none."""
+def read_items(source: str, options: ItemOptions | None = None) -> ItemTable:
+    """Item metadata from a file or a MovieLens folder, prepared by the rules of `readers.items`.
+
+    Every command that takes `--items` reads it here, so a folder without metadata is the same
+    error for `train` as for `train-all`."""
     path = Path(source).expanduser()
     if path.is_dir():
-        return read_movielens_items(path)
-    if not path.is_file():
-        raise TrainingInputError(f"{path}: no such item metadata file.")
-    return read_items_table(path)
+        table = read_movielens_items(path)
+        if table is None:
+            raise TrainingInputError(
+                f"{path}: no item metadata found there (movies.dat, u.item); give a CSV or Parquet file."
+            )
+    elif path.is_file():
+        table = read_items_table(path)
+    else:
+        raise TrainingInputError(f"{path}: no such item metadata file or folder.")
+    return prepare_items(table, options or ItemOptions(), source=str(path))

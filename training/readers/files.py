@@ -31,13 +31,11 @@ def read_table(path: Path) -> pa.Table:
                 f"{path}: unknown file type '{suffix}'; use .csv, .tsv, .csv.gz or .parquet."
             )
     except (pa.ArrowInvalid, OSError) as exc:
-        raise TrainingInputError(f"{path}: could not be read ({exc}).") from None
+        hint = " Save it as UTF-8." if "UTF8" in str(exc) or "utf-8" in str(exc).lower() else ""
+        raise TrainingInputError(f"{path}: could not be read ({exc}).{hint}") from None
     return table
 
 
 def read_items_table(path: Path) -> pa.Table:
-    table = read_table(path)
-    names = [n.lower() for n in table.column_names]
-    if "item_id" not in names:
-        raise TrainingInputError(f"{path}: item metadata needs an 'item_id' column; found {names}.")
-    return table.rename_columns(names)
+    """The raw metadata table; `readers.items.prepare_items` gives it meaning (names, nulls, lists)."""
+    return read_table(path)

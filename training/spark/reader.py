@@ -12,14 +12,34 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from training.errors import NoInteractionsError, TrainingInputError
 from training.events import unknown_events_error
-from training.interaction_log import REQUIRED, InteractionLog, from_table
+from training.interaction_log import (
+    BAD_WEIGHT,
+    NO_ITEM,
+    NO_USER,
+    OUT_OF_RANGE,
+    REQUIRED,
+    UNPARSEABLE,
+    InteractionLog,
+    from_table,
+    invalid_rows_error,
+)
 from training.readers.dispatch import is_sql_url, read_source_table
 from training.readers.sql import DEFAULT_QUERY
+from training.timestamps import (
+    OPTION,
+    PER_SECOND,
+    PLAUSIBLE_FROM,
+    UNIT_NAMES,
+    EpochUnit,
+    infer_unit,
+    no_unit_error,
+    plausible_until,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -80,32 +100,90 @@ def _source_frame(spark: SparkSession, source: str, query: str | None, jdbc: boo
     raise TrainingInputError(f"{source}: unknown file type; use .csv, .tsv, .csv.gz or .parquet.")
 
 
-def _epoch_seconds(frame: DataFrame) -> DataFrame:
-    """The `timestamp` column as epoch seconds, from numbers, Spark timestamps or ISO strings."""
+_OFFSET = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+
+
+def _epoch_seconds(frame: DataFrame, unit: EpochUnit) -> tuple[DataFrame, list[str]]:
+    """The `timestamp` column as epoch seconds (null where missing or unparseable), by the rules
+    of `training.timestamps`: any precision floored, naive times as UTC (the session's zone), the
+    unit of epoch numbers inferred from their median unless set."""
     from pyspark.sql import functions as sf
-    from pyspark.sql.types import DateType, NumericType, StringType, TimestampType
+    from pyspark.sql.types import DateType, NumericType, StringType, TimestampNTZType, TimestampType
 
     kind = frame.schema["timestamp"].dataType
-    col = sf.col("timestamp")
-    if isinstance(kind, NumericType):
-        seconds = col.cast("long")
-    elif isinstance(kind, (TimestampType, DateType)):
-        seconds = sf.unix_timestamp(col.cast("timestamp"))
-    elif isinstance(kind, StringType):
-        as_number = col.try_cast("double")
-        seconds = sf.when(as_number.isNotNull(), as_number.cast("long")).otherwise(
-            sf.unix_timestamp(sf.try_to_timestamp(col))
-        )
-    else:
+    notes: list[str] = []
+    if isinstance(kind, StringType):
+        frame = frame.withColumn("timestamp", sf.nullif(sf.trim(sf.col("timestamp")), sf.lit("")))
+        as_number = sf.col("timestamp").try_cast("double")
+        texts = frame.filter(sf.col("timestamp").isNotNull() & as_number.isNull())
+        if texts.limit(1).count() == 0:
+            frame = frame.withColumn("timestamp", as_number)
+            kind = frame.schema["timestamp"].dataType
+        else:
+            if texts.filter(~sf.col("timestamp").rlike(_OFFSET)).limit(1).count():
+                notes.append("timestamp: times without a time zone taken as UTC")
+            parsed = sf.try_to_timestamp(sf.col("timestamp"))
+            return frame.withColumn("timestamp", sf.unix_timestamp(parsed)), notes
+    if isinstance(kind, (TimestampType, TimestampNTZType, DateType)):
+        if isinstance(kind, TimestampNTZType):
+            notes.append("timestamp: times without a time zone taken as UTC")
+        return frame.withColumn("timestamp", sf.unix_timestamp(sf.col("timestamp").cast("timestamp"))), notes
+    if not isinstance(kind, NumericType):
         raise TrainingInputError(f"Column 'timestamp' has an unusable type {kind.simpleString()}.")
-    frame = frame.withColumn("timestamp", seconds)
-    bad = frame.filter(sf.col("timestamp").isNull()).count()
-    if bad:
-        raise TrainingInputError(
-            f"Column 'timestamp' has {bad} empty or unparseable values; use epoch seconds or ISO 8601 "
-            "(2024-05-01T12:00:00), or drop the column."
+    number = sf.col("timestamp").cast("double")
+    frame = frame.withColumn("timestamp", sf.when(~sf.isnan(number), number))
+    if unit is EpochUnit.auto:
+        quantiles = frame.approxQuantile("timestamp", [0.5], 0.001)
+        if quantiles:
+            inferred = infer_unit(quantiles[0])
+            if inferred is None:
+                raise no_unit_error("timestamp", quantiles[0], None, None)
+            unit = inferred
+            notes.append(
+                f"timestamp: epoch {UNIT_NAMES[unit]} (inferred from the magnitude; set {OPTION} to override)"
+            )
+        else:
+            unit = EpochUnit.s
+    seconds = sf.floor(sf.col("timestamp") / sf.lit(float(PER_SECOND[unit]))).cast("long")
+    return frame.withColumn("timestamp", seconds), notes
+
+
+def _invalid_rows(
+    frame: DataFrame, has_weight: bool, has_time: bool, drop: bool, source: str
+) -> tuple[DataFrame, dict[str, int]]:
+    """The same policy as the implicit engine's reader: stop with counts and an example, or drop."""
+    from pyspark.sql import functions as sf
+
+    def blank(name: str) -> Any:
+        return sf.col(name).isNull() | (sf.trim(sf.col(name).cast("string")) == "")
+
+    reasons = {NO_USER: blank("user_id"), NO_ITEM: blank("item_id")}
+    if has_weight:
+        reasons[BAD_WEIGHT] = sf.col("weight").isNull() | sf.isnan("weight")
+    if has_time:
+        stamp = sf.col("timestamp")
+        reasons[UNPARSEABLE] = stamp.isNull()
+        reasons[OUT_OF_RANGE] = stamp.isNotNull() & (
+            (stamp < PLAUSIBLE_FROM) | (stamp > sf.lit(plausible_until()))
         )
-    return frame
+    names = list(reasons)
+    totals = frame.agg(
+        sf.count(sf.lit(1)).alias("rows"),
+        *[sf.sum(cond.cast("long")).alias(f"r{i}") for i, cond in enumerate(reasons.values())],
+    ).collect()[0]
+    counts = {name: int(totals[f"r{i}"] or 0) for i, name in enumerate(names)}
+    counts = {name: n for name, n in counts.items() if n}
+    if not counts:
+        return frame, {}
+    any_bad = sf.lit(False)
+    for cond in reasons.values():
+        any_bad = any_bad | cond
+    if drop:
+        return frame.filter(~any_bad), counts
+    bad = frame.filter(any_bad)
+    first = bad.limit(1).collect()[0].asDict()
+    shown = ", ".join(f"{k}={v!r}" for k, v in first.items() if k in ("user_id", "item_id", "event_type"))
+    raise invalid_rows_error(source, bad.count(), int(totals["rows"]), counts, f"such row: {shown}")
 
 
 def _weighted(
@@ -115,10 +193,6 @@ def _weighted(
     from pyspark.sql import functions as sf
 
     if "weight" in frame.columns:
-        frame = frame.withColumn("weight", sf.col("weight").try_cast("double"))
-        empty = frame.filter(sf.col("weight").isNull() | sf.isnan("weight")).count()
-        if empty:
-            raise TrainingInputError(f"{source}: column 'weight' has {empty} empty or non-numeric values.")
         return frame, {}
     label = sf.lower(sf.trim(sf.col("event_type").cast("string")))
     frame = frame.withColumn("event_type", label)
@@ -144,6 +218,8 @@ def read_with_spark(
     *,
     query: str | None = None,
     drop_unknown_events: bool = False,
+    drop_invalid_rows: bool = False,
+    timestamp_unit: EpochUnit = EpochUnit.auto,
     jdbc: bool = True,
 ) -> InteractionLog:
     """Read `source` in Spark and return its (user, item) pairs with summed weights, latest time."""
@@ -161,15 +237,14 @@ def read_with_spark(
                 f"{', '.join(frame.columns) or 'none'}. Expected user_id, item_id and weight or "
                 "event_type (timestamp optional)."
             )
-        null_ids = frame.filter(sf.col("user_id").isNull() | sf.col("item_id").isNull()).count()
-        if null_ids:
-            raise TrainingInputError(
-                f"{source}: {null_ids} rows without a user_id or item_id; ids are required."
-            )
-        frame, dropped = _weighted(frame, event_weights, drop_unknown_events, source)
         has_time = "timestamp" in frame.columns
+        notes: list[str] = []
+        if "weight" in frame.columns:
+            frame = frame.withColumn("weight", sf.col("weight").try_cast("double"))
         if has_time:
-            frame = _epoch_seconds(frame)
+            frame, notes = _epoch_seconds(frame, timestamp_unit)
+        frame, invalid = _invalid_rows(frame, "weight" in frame.columns, has_time, drop_invalid_rows, source)
+        frame, dropped = _weighted(frame, event_weights, drop_unknown_events, source)
         aggregates = [sf.sum("weight").cast("float").alias("weight")]
         if has_time:
             aggregates.append(sf.max("timestamp").alias("timestamp"))
@@ -185,4 +260,5 @@ def read_with_spark(
         raise NoInteractionsError(
             f"No interactions found in {source}. Record some events (views, likes, ...) first."
         )
-    return replace(from_table(table, {}, source=source), dropped_unknown_events=dropped)
+    log = from_table(table, {}, source=source, timestamp_unit=EpochUnit.s)
+    return replace(log, dropped_unknown_events=dropped, dropped_invalid_rows=invalid, notes=tuple(notes))

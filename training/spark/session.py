@@ -58,6 +58,9 @@ def spark_session(settings: TrainSettings) -> Iterator[SparkSession]:
         .config("spark.driver.maxResultSize", "0")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")
+        # Parquet TIMESTAMP(NANOS), what pandas writes, is otherwise unreadable to Spark: as epoch
+        # nanoseconds it reaches the reader's unit inference like any other epoch number.
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
     )
     if settings.spark_partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(settings.spark_partitions))

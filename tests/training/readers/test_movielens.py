@@ -17,7 +17,7 @@ def test_ml1m_pairs_are_binary() -> None:
 
 
 def test_movielens_item_metadata_has_genres_as_tags() -> None:
-    items = read_items(str(real_data("ml-1m")))
+    items = read_items(str(real_data("ml-1m"))).table
     first = items.slice(0, 1).to_pylist()[0]
     assert first["item_id"] == "1" and "Toy Story" in first["text"] and "Animation" in first["tags"]
 

@@ -156,3 +156,58 @@ def test_csv_files_written_by_arrow_read_the_same(spark: Any, log_table: pa.Tabl
     ours = build_dataset(read_interactions(str(path), DEFAULT_EVENT_WEIGHTS))
     theirs = build_dataset(read_with_spark(spark, str(path), DEFAULT_EVENT_WEIGHTS))
     _same_dataset(ours, theirs)
+
+
+T = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def _web_log(stamps: pa.Array, users: list[str | None] | None = None) -> pa.Table:
+    n = len(stamps)
+    return pa.table(
+        {
+            "user_id": users or [f"u{i % 3}" for i in range(n)],
+            "item_id": [f"i{i % 4}" for i in range(n)],
+            "event_type": ["like"] * n,
+            "timestamp": stamps,
+        }
+    )
+
+
+@pytest.mark.parametrize("unit", ["ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC"])
+def test_sub_second_parquet_times_read_as_the_implicit_engine_reads_them(
+    spark: Any, tmp_path: Path, unit: str, tz: str | None
+) -> None:
+    scale = {"ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    stamps = pa.array([(T + 5 * i) * scale + scale // 3 for i in range(12)], pa.timestamp(unit, tz=tz))
+    path = tmp_path / "log.parquet"
+    pq.write_table(_web_log(stamps), path)
+    ours = build_dataset(read_interactions(str(path), DEFAULT_EVENT_WEIGHTS))
+    theirs = build_dataset(read_with_spark(spark, str(path), DEFAULT_EVENT_WEIGHTS))
+    _same_dataset(ours, theirs)
+
+
+@pytest.mark.parametrize("text", [str((T + 60) * 1000), "2026-01-01T00:01:00.687321+00:00"])
+def test_csv_epoch_milliseconds_and_iso_fractions_match_the_implicit_engine(
+    spark: Any, tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(f"user_id,item_id,event_type,timestamp\nu1,i1,like,{text}\nu2,i1,like,{text}\n")
+    ours = read_interactions(str(path), DEFAULT_EVENT_WEIGHTS)
+    theirs = read_with_spark(spark, str(path), DEFAULT_EVENT_WEIGHTS)
+    assert ours.timestamps.tolist() == [T + 60, T + 60]
+    assert sorted(theirs.timestamps.tolist()) == [T + 60, T + 60]
+    assert theirs.notes == ours.notes
+
+
+def test_rows_without_ids_follow_the_same_policy_in_spark(spark: Any, tmp_path: Path) -> None:
+    stamps = pa.array([T + i for i in range(9)], pa.timestamp("s", tz="UTC"))
+    users = [None if i % 4 == 0 else f"u{i % 3}" for i in range(9)]
+    path = tmp_path / "log.parquet"
+    pq.write_table(_web_log(stamps, users), path)
+    with pytest.raises(TrainingInputError, match="3 of 9 rows cannot be used \\(3 without a user_id\\)"):
+        read_with_spark(spark, str(path), DEFAULT_EVENT_WEIGHTS)
+    ours = read_interactions(str(path), DEFAULT_EVENT_WEIGHTS, drop_invalid_rows=True)
+    theirs = read_with_spark(spark, str(path), DEFAULT_EVENT_WEIGHTS, drop_invalid_rows=True)
+    assert theirs.dropped_invalid_rows == ours.dropped_invalid_rows == {"without a user_id": 3}
+    _same_dataset(build_dataset(ours), build_dataset(theirs))
