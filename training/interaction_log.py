@@ -95,7 +95,11 @@ def _numeric_weights(column: pa.ChunkedArray, source: str) -> np.ndarray:
 
 def _row_example(table: pa.Table, row: int) -> str:
     values = table.slice(row, 1).to_pylist()[0]
-    shown = ", ".join(f"{k}={v!r}" for k, v in values.items() if k in _SHOWN)
+    shown = ", ".join(
+        f"{k}={v!r}" if v is None or isinstance(v, str) else f"{k}={v}"
+        for k, v in values.items()
+        if k in _SHOWN
+    )
     return f"row {row + 1}: {shown}"
 
 
