@@ -618,6 +618,7 @@ def _print_holdout(m: dict[str, Any]) -> None:
         typer.echo(f"\nholdout ({m['split']} {m['test_fraction']:.0%}, {m['als']['users']:,} users), @{k}:")
         header = (
             f"{'model':<12}{'P@k':>8}{'P@k cap':>9}{'MAP@k':>8}{'NDCG@k':>8}{'R@k':>8}{'HR@k':>8}{'cover':>8}"
+            f"{'divers':>8}{'gini':>7}{'novelty':>8}"
         )
         typer.echo(header)
         for name in ("als", "popularity"):
@@ -625,8 +626,12 @@ def _print_holdout(m: dict[str, Any]) -> None:
             typer.echo(
                 f"{name:<12}{r['precision']:>8.4f}{r['precision_capped']:>9.4f}{r['map']:>8.4f}"
                 f"{r['ndcg']:>8.4f}{r['recall']:>8.4f}{r['hit_rate']:>8.4f}{r['coverage']:>8.4f}"
+                f"{r.get('diversity', 0.0):>8.3f}{r.get('gini', 0.0):>7.3f}{r.get('novelty', 0.0):>8.2f}"
             )
-        typer.echo("(P@k = hits/k; 'P@k cap' = implicit's precision_at_k, hits/min(k,|test|))")
+        typer.echo(
+            "(P@k = hits/k; 'P@k cap' = implicit's precision_at_k, hits/min(k,|test|); divers = "
+            "1 - mean pairwise cosine of a list's ALS item vectors; gini of exposure; novelty in bits)"
+        )
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from training.metrics import RankingMetrics, SampledMetrics, ranking_metrics, sampled_metrics
+from training.metrics import RankingMetrics, SampledMetrics, beyond_accuracy, ranking_metrics, sampled_metrics
 
 _SCORE_BUDGET = 16_000_000  # floats per batch of users x items
 
@@ -62,6 +62,24 @@ def evaluate_ranking(
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     recs = top_k(user_factors, item_factors, users, k, exclude=train)
     return ranking_metrics(recs, test[users], n_items=item_factors.shape[0])
+
+
+def evaluate_lists(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    reference_vectors: np.ndarray,
+    k: int = 10,
+) -> dict[str, float | int]:
+    """`evaluate_ranking`'s metrics and, from the same lists, coverage, intra-list diversity
+    (over `reference_vectors`, the same for every model compared), Gini of exposure and novelty."""
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    recs = top_k(user_factors, item_factors, users, k, exclude=train)
+    out = ranking_metrics(recs, test[users], n_items=item_factors.shape[0]).as_dict()
+    beyond = beyond_accuracy(recs, reference_vectors, train, n_items=item_factors.shape[0])
+    out.update(diversity=beyond.diversity, gini=beyond.gini, novelty=beyond.novelty)
+    return out
 
 
 def evaluate_sampled(

@@ -79,6 +79,77 @@ def ranking_metrics(topk: np.ndarray, test_rows: sp.csr_matrix, n_items: int | N
 
 
 @dataclass(frozen=True)
+class BeyondAccuracy:
+    """What the retrieval-phase design asks of a candidate list besides hits (its expected ranges:
+    coverage 80-90%, diversity 0.7-0.9):
+
+    - `coverage`: share of the catalog recommended to at least one user;
+    - `diversity`: intra-list diversity, 1 - mean pairwise cosine of a list's item vectors,
+      averaged over users (the same reference vectors for every model compared);
+    - `gini`: Gini index of how often each catalog item is recommended (0 = every item equally,
+      1 = one item to everyone);
+    - `novelty`: mean self-information -log2(share of training users who had the item) of the
+      recommended items, in bits (higher = less popular items).
+    """
+
+    k: int
+    coverage: float
+    diversity: float
+    gini: float
+    novelty: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini index of non-negative counts (0 for all-equal or all-zero)."""
+    x = np.sort(np.asarray(counts, np.float64))
+    n, total = len(x), float(x.sum())
+    if n == 0 or total == 0:
+        return 0.0
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    return float(((2 * ranks - n - 1) * x).sum() / (n * total))
+
+
+def intra_list_diversity(topk: np.ndarray, item_vectors: np.ndarray, block: int = 4096) -> float:
+    """Mean over lists of 1 - mean pairwise cosine of their items (padding -1 ignored)."""
+    norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
+    unit = (item_vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    values = []
+    for start in range(0, topk.shape[0], block):
+        rows = topk[start : start + block]
+        valid = rows >= 0
+        vecs = unit[np.where(valid, rows, 0)] * valid[..., None]
+        sims = np.einsum("ukd,uld->ukl", vecs, vecs)
+        n = valid.sum(axis=1).astype(np.float64)
+        pairs = n * (n - 1)
+        off_diagonal = sims.sum(axis=(1, 2)) - np.einsum("ukk->u", sims)
+        usable = pairs > 0
+        values.append(1.0 - off_diagonal[usable] / pairs[usable])
+    joined = np.concatenate(values) if values else np.empty(0)
+    return float(joined.mean()) if len(joined) else 0.0
+
+
+def beyond_accuracy(
+    topk: np.ndarray, item_vectors: np.ndarray, train: sp.csr_matrix, n_items: int | None = None
+) -> BeyondAccuracy:
+    """The BeyondAccuracy figures of recommended lists `topk` (item indices, -1 = padding)."""
+    n_items = n_items if n_items is not None else item_vectors.shape[0]
+    recommended = topk[topk >= 0]
+    exposure = np.bincount(recommended, minlength=n_items)
+    users_per_item = np.bincount(train.tocsr().indices, minlength=n_items).astype(np.float64)
+    share = np.maximum(users_per_item, 1.0) / max(train.shape[0], 1)  # an unseen item counts once
+    return BeyondAccuracy(
+        k=int(topk.shape[1]),
+        coverage=float((exposure > 0).sum() / max(n_items, 1)),
+        diversity=intra_list_diversity(topk, item_vectors),
+        gini=gini(exposure),
+        novelty=float((-np.log2(share[recommended])).mean()) if len(recommended) else 0.0,
+    )
+
+
+@dataclass(frozen=True)
 class SampledMetrics:
     """The NCF leave-one-out protocol: the held-out item ranked among sampled negatives."""
 

@@ -19,7 +19,7 @@ from training.als import AlsParams, AlsResult, IterationRecord, fit_als
 from training.artifacts import write_als_version
 from training.confidence import Scaling
 from training.dataset import Dataset, build_dataset
-from training.evaluation import evaluate_ranking, evaluate_sampled, popularity_factors
+from training.evaluation import evaluate_lists, evaluate_sampled, popularity_factors
 from training.interaction_log import InteractionLog, from_table
 from training.model_set import ModelSet, fit_model_set
 from training.plots import preload as preload_plotting
@@ -190,16 +190,17 @@ def holdout_metrics(
     chosen, trials = engine.select(parts.train, settings, progress)
     trials_out.extend(trials)
     result = engine.fit(parts.train, chosen)
-    als = evaluate_ranking(result.user_factors, result.item_factors, parts.train, parts.test, k=settings.k)
+    reference = result.item_factors  # diversity of both lists measured in the same space
+    als = evaluate_lists(result.user_factors, reference, parts.train, parts.test, reference, k=settings.k)
     pop_u, pop_i = popularity_factors(parts.train)
-    pop = evaluate_ranking(pop_u, pop_i, parts.train, parts.test, k=settings.k)
+    pop = evaluate_lists(pop_u, pop_i, parts.train, parts.test, reference, k=settings.k)
     metrics = {
         "split": str(settings.split),
         "test_fraction": settings.test_split,
         "train_pairs": int(parts.train.nnz),
         "test_pairs": int(parts.test.nnz),
-        "als": als.as_dict(),
-        "popularity": pop.as_dict(),
+        "als": als,
+        "popularity": pop,
     }
     return metrics, chosen, result
 

@@ -77,3 +77,32 @@ def test_sampled_metrics_rank_against_negatives_and_count_ties_against_the_model
 def test_a_constant_model_scores_zero_not_a_lucky_one() -> None:
     m = sampled_metrics(np.zeros(4), np.zeros((4, 99)), k=10)
     assert m.hr == 0.0
+
+
+def test_gini_is_zero_for_equal_exposure_and_near_one_for_one_item_to_everyone() -> None:
+    from training.metrics import gini
+
+    assert gini(np.array([5, 5, 5, 5])) == pytest.approx(0.0)
+    assert gini(np.array([0, 0, 0, 100])) == pytest.approx(0.75)  # (n - 1) / n for n = 4
+    assert gini(np.zeros(3)) == 0.0
+
+
+def test_diversity_is_zero_for_identical_items_and_one_for_orthogonal_ones() -> None:
+    from training.metrics import intra_list_diversity
+
+    vectors = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    assert intra_list_diversity(np.array([[0, 1]]), vectors) == pytest.approx(0.0)
+    assert intra_list_diversity(np.array([[0, 2]]), vectors) == pytest.approx(1.0)
+    assert intra_list_diversity(np.array([[0, 2, -1], [0, 1, -1]]), vectors) == pytest.approx(0.5)
+
+
+def test_beyond_accuracy_of_a_popularity_list_is_low_coverage_and_low_novelty() -> None:
+    from training.metrics import beyond_accuracy
+
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1], [1, 1, 0, 0]], np.float32))
+    vectors = np.eye(4)
+    same = beyond_accuracy(np.array([[0, 1]] * 4), vectors, train)
+    spread = beyond_accuracy(np.array([[0, 1], [2, 3], [1, 2], [3, 0]]), vectors, train)
+    assert (same.coverage, spread.coverage) == (0.5, 1.0)
+    assert same.gini > spread.gini and same.novelty < spread.novelty
+    assert same.novelty == pytest.approx((0.0 + 1.0) / 2)  # item 0: every user (0 bits); item 1: half

@@ -11,6 +11,7 @@ from training.interaction_log import InteractionLog, from_table
 from training.readers.files import read_items_table, read_table
 from training.readers.items import ItemOptions, ItemTable, prepare_items
 from training.readers.movielens import read_movielens, read_movielens_items
+from training.readers.sequences import looks_like_sequences, read_sequences, sequence_file
 from training.timestamps import EpochUnit
 
 _SQL_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql", "mssql", "oracle")
@@ -30,7 +31,10 @@ def read_source_table(source: str, query: str | None = None) -> pa.Table:
     if not path.exists():
         raise TrainingInputError(f"{path}: no such file or folder.")
     if path.is_dir():
-        return read_movielens(path)
+        sequences = sequence_file(path)
+        return read_sequences(sequences) if sequences is not None else read_movielens(path)
+    if path.suffix.lower() == ".txt" and looks_like_sequences(path):
+        return read_sequences(path)
     return read_table(path)
 
 

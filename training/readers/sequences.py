@@ -1,0 +1,55 @@
+"""Item sequences, one user a line: `user item item ...` (the S3-Rec / CoSeRec / ICLRec files of
+Amazon Beauty and Sports in `../shared/data`, read in place, never redistributed).
+
+The format carries no times and no ratings, only each user's order, so every line becomes that
+user's pairs with weight 1 and no timestamp column (time splits and recency need real times).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from training.errors import TrainingInputError
+
+
+def looks_like_sequences(path: Path) -> bool:
+    """A text file whose first line is two or more integers separated by single spaces."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline(1 << 16).strip()
+    except OSError:
+        return False
+    parts = first.split(b" ")
+    return len(parts) >= 2 and all(p.isdigit() for p in parts)
+
+
+def sequence_file(folder: Path) -> Path | None:
+    """The one sequence file of a folder (Beauty.txt, Sports_and_Outdoors.txt), if it has one."""
+    found = [p for p in sorted(folder.glob("*.txt")) if looks_like_sequences(p)]
+    return found[0] if len(found) == 1 else None
+
+
+def read_sequences(path: Path) -> pa.Table:
+    users: list[str] = []
+    items: list[str] = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise TrainingInputError(f"{path}: line {number} has a user but no items.")
+            users.extend([parts[0]] * (len(parts) - 1))
+            items.extend(parts[1:])
+    if not users:
+        raise TrainingInputError(f"{path}: no sequences found.")
+    return pa.table(
+        {
+            "user_id": pa.array(users, pa.string()),
+            "item_id": pa.array(items, pa.string()),
+            "weight": pa.array(np.ones(len(users), np.float32)),
+        }
+    )
