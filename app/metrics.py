@@ -15,12 +15,23 @@ from prometheus_client.multiprocess import MultiProcessCollector
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SEARCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
 
+# Counted by the HTTP protocol (app/http_limits.py), which runs below the app and has no app object
+# to find its metrics through: one counter per process, registered in every app's registry.
+HTTP_REFUSED = Counter(
+    "recsys_http_refused",
+    "Requests the HTTP server refused or cut off before the app answered them, by reason: "
+    "header_bytes and header_count (431), read_timeout (408), max_connections (503).",
+    ["reason"],
+    registry=None,
+)
+
 
 class ServiceMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        r.register(HTTP_REFUSED)
         self.request_seconds = Histogram(
             "recsys_http_request_duration_seconds",
             "HTTP request latency by route template and status.",

@@ -88,6 +88,42 @@ class ServeSettings(BaseSettings):
         description="Keys accepted in X-API-Key by /candidates and /interactions, as a JSON list "
         '(\'["key-a", "key-b"]\'; two at once rotate a key); unset = the public routes are open.',
     )
+    # -- the HTTP server: limits every worker enforces (app/http_limits.py) ---------------------
+    max_header_bytes: int = Field(
+        16_384,
+        ge=512,
+        le=1 << 20,
+        description="Request line and headers together (trailers included); a larger head gets a 431 "
+        "and the connection is closed as soon as it is over, not once it ends.",
+    )
+    max_headers: int = Field(
+        100,
+        ge=8,
+        le=10_000,
+        description="Header fields per request (trailers included); more get a 431 and the connection "
+        "closes.",
+    )
+    read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A request's head and body must both arrive within this many seconds of its first "
+        "byte; a slower one gets a 408 and the connection closes.",
+    )
+    keep_alive_timeout_s: int = Field(
+        5,
+        ge=1,
+        le=3_600,
+        description="A connection with no request in progress (before its first one, or between two) is "
+        "closed after this many seconds.",
+    )
+    max_connections: int = Field(
+        1_000,
+        ge=1,
+        le=1_000_000,
+        description="Open connections (and requests in flight) per worker; past it a request gets a 503 "
+        "and its connection is closed.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:
