@@ -95,3 +95,26 @@ def register_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
         return app.openapi_schema or default()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def configured_limits(app: FastAPI, max_k: int, max_events: int) -> None:
+    """Make the document state the bounds this server enforces (`RECSYS_MAX_K`,
+    `RECSYS_MAX_EVENTS_PER_REQUEST`), not the schema's hard ceilings, so a client generated from
+    it never sends what the server refuses."""
+    previous = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        cached = app.openapi_schema is not None
+        spec = previous()
+        if not cached:
+            schemas = spec.get("components", {}).get("schemas", {})
+            k = schemas.get("CandidatesRequest", {}).get("properties", {}).get("k", {})
+            for branch in [k, *k.get("anyOf", [])]:
+                if "maximum" in branch:
+                    branch["maximum"] = max_k
+            events = schemas.get("InteractionBatch", {}).get("properties", {}).get("events", {})
+            if "maxItems" in events:
+                events["maxItems"] = max_events
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

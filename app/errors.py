@@ -47,9 +47,10 @@ def _encodable(text: str) -> bool:
 
 
 def _location(loc: Sequence[str | int]) -> list[str | int]:
-    """The path as the client wrote it, without pydantic's validator tags that a union of body
-    models adds (`function-after[_weight_or_type(), InteractionEvent]`)."""
-    return [part for part in loc if not (isinstance(part, str) and part.startswith("function-"))]
+    """The path as the client wrote it, without pydantic's validator tags
+    (`function-after[_weight_or_type(), InteractionEvent]`) and the tag of the body union's
+    branch (`union-batch`, schemas.EventOrBatch)."""
+    return [part for part in loc if not (isinstance(part, str) and part.startswith(("function-", "union-")))]
 
 
 def _message(error: Any) -> Any:

@@ -7,6 +7,10 @@ per request, enough to fill a log pipe and stall the worker on its next write (s
 cluster failover test). So at most `burst` transition lines are written per `window_s`; a change
 held back is written, with the number of changes it stands for, by a later call once the window
 allows (`pending` tells callers that a line is waiting, so they call `succeeded` again).
+
+`reason` is the store client's own message (it names the host and port, and goes to the log and
+the admin status); `public_reason` is what /readyz shows anyone: whether the store is down, never
+where it is.
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ class StoreHealth:
         self._window_s = window_s
         self._lines: deque[float] = deque(maxlen=burst)  # time.monotonic() of the last lines
         self._held = 0  # changes that no line has reported yet
+
+    @property
+    def public_reason(self) -> str | None:
+        """The reason without hosts, ports or paths: only whether the store timed out or failed."""
+        if self.ok:
+            return None
+        reason = (self.reason or "").lower()
+        if "timeout" in reason or "timed out" in reason:
+            return "the feature store did not answer in time"
+        return "the feature store is unreachable or failing"
 
     @property
     def pending(self) -> bool:

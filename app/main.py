@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.body import register_schemas
+from app.body import configured_limits, register_schemas
 from app.errors import UNPARSABLE_BODY, validation_body
 from app.experiments import load_experiment
 from app.health import StoreHealth
@@ -80,7 +80,13 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
         store = open_store(store_settings)
         health = StoreHealth()
         registry = VersionRegistry(
-            settings.artifacts, store, experiment, settings.event_weights, metrics, settings.store_timeout_s
+            settings.artifacts,
+            store,
+            experiment,
+            settings.event_weights,
+            metrics,
+            settings.store_timeout_s,
+            pin_ttl_s=store_settings.pin_ttl_s,
         )
         # Searches get threads of their own: a version loading on the default executor (seconds)
         # must never hold them up, and more search threads than cores only time-slice them.
@@ -120,6 +126,7 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
     for module in (health, admin):
         app.include_router(module.router)
     register_schemas(app, [CandidatesRequest])  # parsed by its route itself (app/body.py)
+    configured_limits(app, settings.max_k, settings.max_events_per_request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

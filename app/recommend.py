@@ -89,7 +89,9 @@ class Recommender:
     async def _profile(self, version: ServingVersion, user_id: str) -> UserProfile | None:
         try:
             async with asyncio.timeout(self.settings.store_timeout_s):
-                profile = await self.store.get_profile(version.name, user_id, self.recent_limit)
+                profile = await self.store.get_profile(
+                    version.name, user_id, self.recent_limit, version.live_view
+                )
         except (StoreUnavailableError, TimeoutError) as exc:
             self.metrics.store_errors.labels("get_profile").inc()
             self.health.failed(str(exc) or "timed out")
@@ -259,6 +261,9 @@ class Recommender:
             chosen, vectors = await self._plan(version, profile, variant)
             if chosen.is_fallback:
                 reason = f"{chosen.wanted} unavailable for this user"
+        pin_problem = self.registry.pin_problem(variant)
+        if pin_problem is not None:
+            reason = pin_problem if reason is None else f"{pin_problem}; {reason}"
         try:
             rows, scores, source = await self._run(
                 chosen, version, vectors, profile, k, filt, exclude, variant
@@ -407,17 +412,14 @@ class Recommender:
         return events
 
     async def record(self, batch: InteractionBatch, request_id: str | None) -> dict[str, Any]:
-        """Apply a batch to every served version's profiles and append it to the stream once.
-        Raises StoreUnavailableError when nothing could be stored (the caller answers 503)."""
+        """Store a batch once, under its users (every version folds the events in when it reads
+        them), and append it to the stream. Raises StoreUnavailableError when the store did not
+        confirm it (the caller answers 503)."""
         versions = self.registry.served()
         main = versions[0] if versions else None
         events = self._live_events(batch, main)
         try:
-            result = await self.store.record(main.name if main else None, events, request_id)
-            if not result.duplicate:
-                for other in versions[1:]:
-                    own = [replace(e, item_row=other.item_rows.get(e.item_id, -1)) for e in events]
-                    await self.store.record(other.name, own, None, stream=False)
+            result = await self.store.record(events, request_id)
         except StoreUnavailableError as exc:
             self.metrics.store_errors.labels("record").inc()
             self.metrics.interactions.labels("not_stored").inc(len(events))

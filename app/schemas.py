@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from app.retrieval.filters import Filters
 
@@ -154,3 +155,15 @@ class ErrorResponse(BaseModel):
 BODY_ERRORS: dict[int | str, dict[str, object]] = {
     413: {"model": ErrorResponse, "description": "The body is larger than RECSYS_MAX_BODY_BYTES."},
 }
+
+
+def _event_or_batch(body: Any) -> str:
+    """A body with `events` is a batch, anything else one event: validating both (a plain
+    union) answered a bad batch with errors about the other model too."""
+    return "union-batch" if isinstance(body, dict) and "events" in body else "union-event"
+
+
+EventOrBatch = Annotated[
+    Annotated[InteractionEvent, Tag("union-event")] | Annotated[InteractionBatch, Tag("union-batch")],
+    Discriminator(_event_or_batch),
+]

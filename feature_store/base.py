@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from feature_store.version_files import ProfileTable
+
+if TYPE_CHECKING:
+    from feature_store.live_view import LiveView
 
 
 class StoreUnavailableError(Exception):
@@ -27,8 +30,8 @@ class UserProfile:
     user_id: str
     version: str
     known: bool  # published in this version (has embeddings from training)
-    count: int  # interactions: distinct items at training time + events recorded since
-    live: int = 0  # events recorded since the version was trained (part of `count`)
+    count: int  # distinct known items with a positive net weight, training and live (live_view.py)
+    live: int = 0  # events recorded after the version's training data (live_view.py)
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     seen: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
     recent_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
@@ -37,8 +40,9 @@ class UserProfile:
 
 @dataclass(frozen=True)
 class LiveEvent:
-    """One interaction recorded at run time. `item_row` is the item's row in the version's item
-    mapping, or -1 for an item the version does not know (it still counts and is streamed)."""
+    """One interaction recorded at run time. `item_row` is the item's row in the serving
+    version's item mapping, or -1 for an item it does not know; only the answer's `unknown_items`
+    uses it: the store keeps the item id, and each version maps it to its own rows (live_view.py)."""
 
     user_id: str
     item_id: str
@@ -97,19 +101,27 @@ class FeatureStore(Protocol):
     async def mark_version(self, version: str, status: dict[str, Any]) -> None: ...
 
     async def delete_version(self, version: str) -> int:
-        """Remove a version's keys (never the active one). Returns how many were removed."""
+        """Remove a version's keys. Refuses (ValueError) the active, the previous and any pinned
+        version: each may be served. Returns how many keys were removed."""
 
-    async def get_profile(self, version: str, user_id: str, recent_limit: int = 50) -> UserProfile: ...
+    async def pin(self, holder: str, versions: Sequence[str], ttl_s: float) -> None:
+        """Declare that `holder` (a server process) serves `versions` beside the active one (its
+        A/B pins), for `ttl_s` seconds; servers repeat it while they run."""
+
+    async def pinned_versions(self) -> set[str]:
+        """Versions some running server declared it serves (pins not yet expired)."""
+
+    async def get_profile(
+        self, version: str, user_id: str, recent_limit: int = 50, view: LiveView | None = None
+    ) -> UserProfile:
+        """The user as `version` sees them: its published profile, plus the user's run-time
+        events folded in by `view` (live_view.py); without a view, the published part only."""
 
     async def record(
-        self,
-        version: str | None,
-        events: Sequence[LiveEvent],
-        request_id: str | None = None,
-        stream: bool = True,
+        self, events: Sequence[LiveEvent], request_id: str | None = None, stream: bool = True
     ) -> RecordResult:
-        """Apply events to the version's profiles (count, seen, recent) and append them to the
-        stream. A repeated `request_id` applies nothing again."""
+        """Store events under their users (no version: every version folds them in) and append
+        them to the stream. A repeated `request_id` applies nothing again."""
 
     async def read_events(self, after: str = "0", count: int = 10_000) -> list[StreamEntry]:
         """Stream entries after an entry id, oldest first (for training and for replay)."""

@@ -6,7 +6,7 @@ file `ACTIVE.json` in the artifacts folder, replaced atomically, so `recsys publ
 switches what a running server in another serves.
 
 Limits (documented in the README): one process owns the run-time state; events recorded at run
-time (counts, seen, recent, the event stream) live in memory and are lost on restart; the stream
+time (each user's newest events, the event stream) live in memory and are lost on restart; the stream
 keeps the newest `stream_maxlen` entries; every process holds the user-id index of the versions it
 serves in RAM (about 100 bytes per user).
 """
@@ -18,7 +18,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +26,19 @@ import numpy as np
 
 from feature_store.base import LiveEvent, ProgressFn, RecordResult, StreamEntry, UserProfile
 from feature_store.errors import VersionNotReadyError
+from feature_store.live_view import LiveRecord, LiveView, fold_live
 from feature_store.manifest import MANIFEST_NAME
 from feature_store.version_files import ProfileTable, load_profile_table
+from feature_store.version_names import check_version_name
 
 POINTER_FILE = "ACTIVE.json"
+PINS_FILE = "PINS.json"
 
 
 @dataclass
 class _Version:
     table: ProfileTable
     rows: dict[str, int]
-
-
-@dataclass
-class _Live:
-    count: int = 0
-    seen: list[int] = field(default_factory=list)
-    recent: deque[tuple[int, float]] = field(default_factory=deque)
 
 
 class EmbeddedStore:
@@ -54,12 +50,15 @@ class EmbeddedStore:
         recent_limit: int = 50,
         stream_maxlen: int = 1_000_000,
         idempotency_ttl_s: int = 86_400,
+        live_events_per_user: int = 1_000,
     ) -> None:
         self._artifacts = artifacts
         self._recent_limit = recent_limit
         self._versions: dict[str, _Version] = {}
         self._status: dict[str, dict[str, Any]] = {}
-        self._live: dict[tuple[str, str], _Live] = {}
+        self._live: dict[str, deque[LiveRecord]] = {}
+        self._live_cap = live_events_per_user
+        self._pins: dict[str, dict[str, Any]] = {}
         self._events: deque[StreamEntry] = deque(maxlen=stream_maxlen)
         self._last_id = (0, 0)
         self._seen_requests: dict[str, float] = {}
@@ -106,6 +105,7 @@ class EmbeddedStore:
         return self._read_pointer()["previous"]
 
     async def activate(self, version: str) -> str | None:
+        check_version_name(version)  # a folder under the artifacts: `..` once served the parent
         status = self._status.get(version, {}).get("status")
         ready = status == "complete" if status is not None else self._load(version) is not None
         if not ready:
@@ -149,18 +149,54 @@ class EmbeddedStore:
         self._status[version] = dict(status)
 
     async def delete_version(self, version: str) -> int:
-        if version == await self.active_version():
-            raise ValueError(f"{version} is active; activate another version first")
+        pointer = self._read_pointer()
+        if version in (pointer["active"], pointer["previous"]) or version in await self.pinned_versions():
+            raise ValueError(f"{version} is active, previous or pinned by a running server; not deleted")
         removed = 1 if self._versions.pop(version, None) is not None else 0
         self._status.pop(version, None)
-        for key in [k for k in self._live if k[0] == version]:
-            del self._live[key]
-            removed += 1
         return removed
+
+    # -- pins: versions A/B variants serve -----------------------------------------------------
+
+    def _read_pins(self) -> dict[str, dict[str, Any]]:
+        """Pins live in a file beside the pointer, so `recsys publish` in another process sees
+        what a running server pins, as it sees the pointer."""
+        path = None if self._artifacts is None else self._artifacts / PINS_FILE
+        if path is not None and path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                if isinstance(data, dict):
+                    self._pins = {str(k): v for k, v in data.items() if isinstance(v, dict)}
+            except (OSError, ValueError):
+                pass
+        return self._pins
+
+    async def pin(self, holder: str, versions: Sequence[str], ttl_s: float) -> None:
+        pins = {k: v for k, v in self._read_pins().items() if float(v.get("until", 0)) > time.time()}
+        pins[holder] = {"versions": list(versions), "until": time.time() + ttl_s}
+        self._pins = pins
+        if self._artifacts is None:
+            return
+        path = self._artifacts / PINS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{PINS_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(pins) + "\n")
+        tmp.replace(path)
+
+    async def pinned_versions(self) -> set[str]:
+        now = time.time()
+        return {
+            str(v)
+            for pin in self._read_pins().values()
+            if float(pin.get("until", 0)) > now
+            for v in pin.get("versions", [])
+        }
 
     # -- per-user reads and run-time writes ---------------------------------------------------
 
-    async def get_profile(self, version: str, user_id: str, recent_limit: int = 50) -> UserProfile:
+    async def get_profile(
+        self, version: str, user_id: str, recent_limit: int = 50, view: LiveView | None = None
+    ) -> UserProfile:
         loaded = self._load(version)
         row = None if loaded is None else loaded.rows.get(user_id)
         profile = UserProfile(user_id=user_id, version=version, known=row is not None, count=0)
@@ -173,19 +209,12 @@ class EmbeddedStore:
             lo = max(lo, hi - self._recent_limit)
             profile.recent_items = np.asarray(t.recent_items[lo:hi], np.int32)
             profile.recent_weights = np.asarray(t.recent_weights[lo:hi], np.float32)
-        live = self._live.get((version, user_id))
-        if live is not None:
-            profile.live = live.count
-            profile.count += live.count
-            profile.seen = np.concatenate([profile.seen, np.array(live.seen, np.int32)])
-            if live.recent:
-                items, weights = zip(*live.recent, strict=True)
-                profile.recent_items = np.concatenate([profile.recent_items, np.array(items, np.int32)])
-                profile.recent_weights = np.concatenate(
-                    [profile.recent_weights, np.array(weights, np.float32)]
-                )
-        profile.recent_items = profile.recent_items[-recent_limit:]
-        profile.recent_weights = profile.recent_weights[-recent_limit:]
+        records = self._live.get(user_id)
+        if view is not None and records:
+            fold_live(profile, list(records), view, recent_limit)
+        else:
+            profile.recent_items = profile.recent_items[-recent_limit:]
+            profile.recent_weights = profile.recent_weights[-recent_limit:]
         return profile
 
     def _next_id(self) -> str:
@@ -195,11 +224,7 @@ class EmbeddedStore:
         return f"{self._last_id[0]}-{self._last_id[1]}"
 
     async def record(
-        self,
-        version: str | None,
-        events: Sequence[LiveEvent],
-        request_id: str | None = None,
-        stream: bool = True,
+        self, events: Sequence[LiveEvent], request_id: str | None = None, stream: bool = True
     ) -> RecordResult:
         now = time.time()
         if request_id is not None:
@@ -210,14 +235,10 @@ class EmbeddedStore:
                 self._seen_requests = {k: v for k, v in self._seen_requests.items() if v > now}
             self._seen_requests[request_id] = now + self._idem_ttl
         for event in events:
-            if version is not None:
-                live = self._live.setdefault(
-                    (version, event.user_id), _Live(recent=deque(maxlen=self._recent_limit))
-                )
-                live.count += 1
-                if event.item_row >= 0:
-                    live.seen.append(event.item_row)
-                    live.recent.append((event.item_row, event.weight))
+            own = self._live.get(event.user_id)
+            if own is None:
+                own = self._live[event.user_id] = deque(maxlen=self._live_cap)
+            own.append(LiveRecord(event.timestamp, event.weight, event.item_id))
             if stream:
                 fields = event.stream_fields()
                 if request_id:

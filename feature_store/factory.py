@@ -18,4 +18,5 @@ def open_store(settings: StoreSettings, *, bulk: bool = False) -> FeatureStore:
         recent_limit=settings.recent_limit,
         stream_maxlen=min(settings.stream_maxlen, 1_000_000),
         idempotency_ttl_s=settings.idempotency_ttl_s,
+        live_events_per_user=settings.live_events_per_user,
     )

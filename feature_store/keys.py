@@ -3,10 +3,10 @@
     <prefix>:{meta}:active            the live version name (string)
     <prefix>:{meta}:previous          the version before it, kept for rollback
     <prefix>:{meta}:versions          hash: version -> JSON status (writing / complete, users, ...)
+    <prefix>:{meta}:pins              hash: server -> JSON {versions its A/B variants serve, until}
     <prefix>:<version>:{<user>}:p     the user's packed profile written at publish (profile_codec)
-    <prefix>:<version>:{<user>}:n     run-time interaction count added since publish (INCRBY)
-    <prefix>:<version>:{<user>}:s     run-time seen item rows, int32 little-endian (APPEND)
-    <prefix>:<version>:{<user>}:r     run-time recent (row int32, weight float32) pairs (APPEND)
+    <prefix>:live:{<user>}:e          the user's newest run-time events, of no version: a list of
+                                      (time, weight, item id) records (live_view.py), RPUSH + LTRIM
     <prefix>:events                   the append-only event stream (XADD), for the next training run
     <prefix>:idem:<request id>        idempotency marker of a POST /interactions batch (one Redis)
     <prefix>:idem:u:{<user>}:<request id>:<len(user)>
@@ -16,7 +16,8 @@
 
 Redis Cluster: everything read or written together shares a hash tag. The three meta keys share
 `{meta}` so the pointer switch is one atomic script; all keys of one user and version share
-`{<user>}` so a request reads them in one round trip to one node. The version sits outside the
+`{<user>}` (and so does the user's live record) so a request reads them in one round trip to one
+node. The version sits outside the
 tag, so versions of one user spread freely and a whole version can be deleted by pattern.
 
 A batch of events touches several users and the stream, which live in different slots, so on a
@@ -32,6 +33,11 @@ keys spread over slots and a cluster refuses to read them together (its requests
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from feature_store.version_names import InvalidVersionNameError
+
+# Segments after the prefix that belong to the schema, never to a version.
+_SCHEMA_SEGMENTS = frozenset({"live", "idem", "events"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,15 @@ class KeySchema:
         return f"{self.prefix}:{{meta}}:versions"
 
     @property
+    def pins(self) -> str:
+        return f"{self.prefix}:{{meta}}:pins"
+
+    def live(self, user_id: str) -> str:
+        """The user's run-time events, shared by every version (a version is never named 'live':
+        names follow family_vN)."""
+        return f"{self.prefix}:live:{{{user_id}}}:e"
+
+    @property
     def events(self) -> str:
         return f"{self.prefix}:events"
 
@@ -66,14 +81,21 @@ class KeySchema:
         return f"{self.prefix}:idem:s:{{{self.events}}}:{request_id}"
 
     def user(self, version: str, user_id: str) -> str:
-        """Common stem of one user's keys in one version; append ':p', ':n', ':s' or ':r'."""
+        """Common stem of one user's keys in one version; ':p' is the published profile."""
         return f"{self.prefix}:{version}:{{{user_id}}}"
 
     def profile(self, version: str, user_id: str) -> str:
         return self.user(version, user_id) + ":p"
 
     def version_pattern(self, version: str) -> str:
-        """SCAN pattern of every key of a version."""
+        """SCAN pattern of every key of a version, refused for a name that would reach keys of
+        the schema itself: the pattern of `{meta}` matched the pointer keys, and deleting by it
+        deleted them. (Every entry point also holds names to version_names' rule; this is the
+        last line, before anything is deleted by pattern.)"""
+        if not version or any(c in version for c in ":{}") or version in _SCHEMA_SEGMENTS:
+            raise InvalidVersionNameError(
+                f"version {version!r} would match the key schema's own keys; nothing deleted"
+            )
         return _glob_escape(f"{self.prefix}:{version}:") + "*"
 
     @property

@@ -92,20 +92,3 @@ def unpack_profile(data: bytes) -> PackedProfile:
     if offset != len(data):
         raise ProfileDecodeError(f"profile value has {len(data) - offset} trailing bytes")
     return PackedProfile(count, embeddings, seen, recent_items, recent_weights)
-
-
-RECENT_DTYPE = np.dtype([("item", "<i4"), ("weight", "<f4")])
-
-
-def pack_recent(items: np.ndarray, weights: np.ndarray) -> bytes:
-    """Run-time recent events as appended to the `:r` key: (row, weight) pairs."""
-    out = np.empty(len(items), RECENT_DTYPE)
-    out["item"] = items
-    out["weight"] = weights
-    return out.tobytes()
-
-
-def unpack_recent(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    usable = len(data) - len(data) % RECENT_DTYPE.itemsize
-    pairs = np.frombuffer(data, RECENT_DTYPE, usable // RECENT_DTYPE.itemsize)
-    return pairs["item"], pairs["weight"]

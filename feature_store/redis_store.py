@@ -63,9 +63,11 @@ from feature_store.base import (
 from feature_store.bulk_pack import pack_rows, take_rows
 from feature_store.errors import VersionNotReadyError
 from feature_store.keys import KeySchema
-from feature_store.profile_codec import ProfileDecodeError, pack_recent, unpack_profile, unpack_recent
+from feature_store.live_view import LiveRecord, LiveView, fold_live, unpack_records
+from feature_store.profile_codec import ProfileDecodeError, unpack_profile
 from feature_store.settings import StoreSettings
 from feature_store.version_files import ProfileTable
+from feature_store.version_names import check_version_name
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -90,40 +92,40 @@ return old
 """
 
 
-# A user's published profile, live count, live seen rows and the tail of live recent pairs, in
-# one round trip. The four keys share the user's hash tag, so this runs on Redis Cluster too.
+# A user's published profile in one version and their run-time events (of no version), in one
+# round trip. Both keys share the user's hash tag, so this runs on Redis Cluster too. ARGV[1]
+# bounds the events read, whatever the list holds.
 _READ_PROFILE = """
-return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]),
-        redis.call('GETRANGE', KEYS[4], ARGV[1], -1)}
+return {redis.call('GET', KEYS[1]), redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1)}
 """
 
 
 # Applies the parts of an interaction batch, each at most once per request id. ARGV[1] is the
-# markers' TTL in seconds, ARGV[2] the stream's approximate MAXLEN; then part after part: the
-# index in KEYS of its marker (0: not guarded), its number of writes, and the writes, each one of
-#   I key amount                INCRBY
-#   A key bytes                 APPEND
+# markers' TTL in seconds, ARGV[2] the stream's approximate MAXLEN, ARGV[3] the events kept per
+# user; then part after part: the index in KEYS of its marker (0: not guarded), its number of
+# writes, and the writes, each one of
+#   L key n value1 ...          RPUSH key values, then LTRIM key to the newest ARGV[3]
 #   X key n field1 value1 ...   XADD key MAXLEN ~ maxlen * (n field/value pairs)
 # where key is an index in KEYS. A part whose marker exists is skipped whole. Returns one flag per
-# part: 1 applied now, 0 applied before under the same request id.
+# part: 1 applied now, 0 applied before under the same request id (the caller checks the reply:
+# a server that answers anything else stored nothing it can vouch for).
 _RECORD = """
-local ttl, maxlen, i, done = ARGV[1], ARGV[2], 3, {}
+local ttl, maxlen, cap, i, done = ARGV[1], ARGV[2], tonumber(ARGV[3]), 4, {}
 while i <= #ARGV do
   local marker, writes = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local skip = marker > 0 and redis.call('EXISTS', KEYS[marker]) == 1
   i = i + 2
   for _ = 1, writes do
-    local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
-    if op == 'X' then
-      local n = tonumber(ARGV[i + 2])
-      if not skip then
+    local op, key, n = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
+    if not skip then
+      if op == 'X' then
         redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 3, i + 2 + 2 * n))
+      else
+        redis.call('RPUSH', key, unpack(ARGV, i + 3, i + 2 + n))
+        redis.call('LTRIM', key, -cap, -1)
       end
-      i = i + 3 + 2 * n
-    else
-      if not skip then redis.call(op == 'I' and 'INCRBY' or 'APPEND', key, ARGV[i + 2]) end
-      i = i + 3
     end
+    i = i + 3 + (op == 'X' and 2 * n or n)
   end
   if marker > 0 and not skip then redis.call('SET', KEYS[marker], '1', 'EX', ttl) end
   done[#done + 1] = skip and 0 or 1
@@ -169,9 +171,7 @@ class _Call:
         self.parts.append(part)
         self.args += [self._key(part.marker) if part.marker else 0, len(part.writes)]
         for op, key, values in part.writes:
-            self.args += [op, self._key(key)]
-            if op == "X":
-                self.args.append(len(values) // 2)
+            self.args += [op, self._key(key), len(values) // 2 if op == "X" else len(values)]
             self.args += values
 
 
@@ -317,6 +317,7 @@ class RedisStore:
             return _text(await self._client.get(self.keys.previous))
 
     async def activate(self, version: str) -> str | None:
+        check_version_name(version)  # the pointer names a key namespace: never anything else
         async with self._guard("activate"):
             try:
                 old = await self._activate(
@@ -333,7 +334,7 @@ class RedisStore:
     async def version_status(self) -> dict[str, dict[str, Any]]:
         async with self._guard("read versions"):
             raw = await self._client.hgetall(self.keys.versions)
-        return {_text(k) or "": json.loads(v) for k, v in raw.items()}
+        return {_text(k) or "": _status(v) for k, v in raw.items()}
 
     async def mark_version(self, version: str, status: dict[str, Any]) -> None:
         async with self._guard("mark version"):
@@ -405,12 +406,39 @@ class RedisStore:
         return add
 
     async def delete_version(self, version: str) -> int:
-        if version == await self.active_version():
-            raise ValueError(f"{version} is active; activate another version first")
+        in_use = {await self.active_version(), await self.previous_version(), *await self.pinned_versions()}
+        if version in in_use:
+            raise ValueError(f"{version} is active, previous or pinned by a running server; not deleted")
         async with self._guard("delete version"):
             removed = await self._unlink_matching(self.keys.version_pattern(version))
             await self._client.hdel(self.keys.versions, version)
         return removed
+
+    async def pin(self, holder: str, versions: Sequence[str], ttl_s: float) -> None:
+        value = json.dumps({"versions": list(versions), "until": time.time() + ttl_s})
+        async with self._guard("pin versions"):
+            await self._client.hset(self.keys.pins, holder, value)
+
+    async def pinned_versions(self) -> set[str]:
+        """Pins of servers that renewed them lately; expired ones are removed on the way."""
+        async with self._guard("read pins"):
+            raw = await self._client.hgetall(self.keys.pins)
+        now, pinned, stale = time.time(), set(), []
+        for holder, value in raw.items():
+            try:
+                pin = json.loads(value)
+                until, versions = float(pin["until"]), [str(v) for v in pin["versions"]]
+            except (ValueError, KeyError, TypeError):
+                stale.append(holder)
+                continue
+            if until > now:
+                pinned.update(versions)
+            else:
+                stale.append(holder)
+        if stale:
+            async with self._guard("expire pins"):
+                await self._client.hdel(self.keys.pins, *stale)
+        return pinned
 
     async def _unlink_matching(self, pattern: str) -> int:
         """UNLINK every key matching `pattern`, 2,000 at a time. On a cluster SCAN walks every
@@ -426,19 +454,20 @@ class RedisStore:
             removed += await self._client.unlink(*batch)
         return removed
 
-    async def get_profile(self, version: str, user_id: str, recent_limit: int = 50) -> UserProfile:
-        stem = self.keys.user(version, user_id)
-        keys = [stem + ":p", stem + ":n", stem + ":s", stem + ":r"]
+    async def get_profile(
+        self, version: str, user_id: str, recent_limit: int = 50, view: LiveView | None = None
+    ) -> UserProfile:
+        keys = [self.keys.profile(version, user_id), self.keys.live(user_id)]
+        cap = self._settings.live_events_per_user
         async with self._guard("read profile"):
-            # One script call instead of a 4-command pipeline: measured 56 vs 93 us of client CPU.
+            # One script call instead of a pipeline: measured 56 vs 93 us of client CPU.
             if self._breaker is None:
-                packed, live_count, live_seen, live_recent = await self._read_profile_held(
-                    keys, -8 * recent_limit
-                )
+                reply = await self._read_profile_held(keys, cap)
             else:
-                packed, live_count, live_seen, live_recent = await self._breaker.call(
-                    keys[0], lambda: self._read_profile(keys=keys, args=[-8 * recent_limit])
-                )
+                reply = await self._breaker.call(keys[0], lambda: self._read_profile(keys=keys, args=[cap]))
+        if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[1], list):
+            raise StoreUnavailableError(f"redis profile of {user_id!r}: unexpected reply")
+        packed, live = reply
         profile = UserProfile(user_id=user_id, version=version, known=packed is not None, count=0)
         if packed is not None:
             try:
@@ -449,20 +478,14 @@ class RedisStore:
             profile.embeddings = base.embeddings
             profile.seen = base.seen
             profile.recent_items, profile.recent_weights = base.recent_items, base.recent_weights
-        profile.live = int(live_count or 0)
-        profile.count += profile.live
-        if live_seen:
-            profile.seen = np.concatenate([profile.seen, np.frombuffer(live_seen, "<i4")])
-        if live_recent:
-            items, weights = unpack_recent(live_recent)
-            profile.recent_items = np.concatenate([profile.recent_items, items])[-recent_limit:]
-            profile.recent_weights = np.concatenate([profile.recent_weights, weights])[-recent_limit:]
+        if view is not None and live:
+            fold_live(profile, unpack_records(live[-cap:]), view, recent_limit)
         else:
             profile.recent_items = profile.recent_items[-recent_limit:]
             profile.recent_weights = profile.recent_weights[-recent_limit:]
         return profile
 
-    async def _read_profile_held(self, keys: list[str], start: int) -> list[Any]:
+    async def _read_profile_held(self, keys: list[str], cap: int) -> list[Any]:
         """The profile script's EVALSHA on a connection this store holds on to, bypassing the
         client's per-command layers (pool checkout with its condition, argument encoding, retry
         wrapper): the read every request makes costs 20 us of client CPU this way instead of
@@ -471,23 +494,23 @@ class RedisStore:
         closed while it idled (a restart, its idle timeout) costs one retry on a fresh one, as
         the client's own retry would; a timeout is not retried (the request's budget is spent)."""
         try:
-            return await self._evalsha_held(keys, start)
+            return await self._evalsha_held(keys, cap)
         except RedisConnectionError:
-            return await self._evalsha_held(keys, start)
+            return await self._evalsha_held(keys, cap)
 
-    async def _evalsha_held(self, keys: list[str], start: int) -> list[Any]:
+    async def _evalsha_held(self, keys: list[str], cap: int) -> list[Any]:
         pool = self._pool
         assert pool is not None, "a cluster reads through the breaker"
         conn = self._held.pop() if self._held else await pool.get_connection()
         try:
-            command = ("EVALSHA", self._read_profile.sha, len(keys), *keys, start)
+            command = ("EVALSHA", self._read_profile.sha, len(keys), *keys, cap)
             # hiredis packs in C; without it (an extra of redis-py) the connection's own packer.
             packed = _hiredis_pack(command) if _hiredis_pack else conn.pack_command(*command)
             await conn.send_packed_command(packed, check_health=False)
             reply: list[Any] = await conn.read_response()
         except NoScriptError:  # a restarted or flushed server: the script object loads it again
             await self._keep(conn)
-            return await self._read_profile(keys=keys, args=[start])
+            return await self._read_profile(keys=keys, args=[cap])
         except BaseException:
             # Failed or interrupted mid-read (a timeout): its state is unknown, so it is closed
             # and handed back to the pool, which reconnects it when it is next used.
@@ -506,13 +529,9 @@ class RedisStore:
             await self._pool.release(conn)
 
     async def record(
-        self,
-        version: str | None,
-        events: Sequence[LiveEvent],
-        request_id: str | None = None,
-        stream: bool = True,
+        self, events: Sequence[LiveEvent], request_id: str | None = None, stream: bool = True
     ) -> RecordResult:
-        parts = self._parts(version, events, request_id, stream)
+        parts = self._parts(events, request_id, stream)
         if not parts:
             return RecordResult(stored=len(events))
         async with self._guard("record events"):
@@ -527,7 +546,7 @@ class RedisStore:
                     whole.writes += part.writes
                 call = _Call()
                 call.add(whole)
-                flags = await self._record(keys=call.keys, args=self._record_args(call))
+                flags = _checked_flags(await self._record(keys=call.keys, args=self._record_args(call)), 1)
                 done = {id(p): bool(flags[0]) for p in parts}
         applied = [p for p in parts if done[id(p)]]
         if not applied:
@@ -537,7 +556,8 @@ class RedisStore:
         return RecordResult(stored=sum(p.events for p in applied))
 
     def _record_args(self, call: _Call) -> list[bytes | str | int]:
-        return [self._settings.idempotency_ttl_s, self._settings.stream_maxlen, *call.args]
+        settings = self._settings
+        return [settings.idempotency_ttl_s, settings.stream_maxlen, settings.live_events_per_user, *call.args]
 
     async def _record_per_slot(self, parts: list[_Part]) -> dict[int, bool]:
         """One script call per hash slot, pipelined (one round trip per master). EVAL, not
@@ -553,29 +573,21 @@ class RedisStore:
         return {
             id(part): bool(flag)
             for call, flags in zip(calls.values(), replies, strict=True)
-            for part, flag in zip(call.parts, flags, strict=True)
+            for part, flag in zip(call.parts, _checked_flags(flags, len(call.parts)), strict=True)
         }
 
-    def _parts(
-        self, version: str | None, events: Sequence[LiveEvent], request_id: str | None, stream: bool
-    ) -> list[_Part]:
-        """The batch's writes, one part per user (count, seen, recent) and one for the stream."""
+    def _parts(self, events: Sequence[LiveEvent], request_id: str | None, stream: bool) -> list[_Part]:
+        """The batch's writes, one part per user (their live record) and one for the stream."""
         parts = []
-        if version is not None:
-            by_user: dict[str, list[LiveEvent]] = defaultdict(list)
-            for event in events:
-                by_user[event.user_id].append(event)
-            for user_id, own in by_user.items():
-                marker = self.keys.user_idempotency(request_id, user_id) if request_id else None
-                part = _Part(marker, len(own), False)
-                stem = self.keys.user(version, user_id)
-                part.add("I", stem + ":n", len(own))
-                rows = np.array([e.item_row for e in own if e.item_row >= 0], "<i4")
-                if len(rows):
-                    weights = np.array([e.weight for e in own if e.item_row >= 0], "<f4")
-                    part.add("A", stem + ":s", rows.tobytes())
-                    part.add("A", stem + ":r", pack_recent(rows, weights))
-                parts.append(part)
+        by_user: dict[str, list[LiveEvent]] = defaultdict(list)
+        for event in events:
+            by_user[event.user_id].append(event)
+        for user_id, own in by_user.items():
+            marker = self.keys.user_idempotency(request_id, user_id) if request_id else None
+            part = _Part(marker, len(own), False)
+            records = [LiveRecord(e.timestamp, e.weight, e.item_id).pack() for e in own]
+            part.add("L", self.keys.live(user_id), *records)
+            parts.append(part)
         if stream:
             marker = self.keys.stream_idempotency(request_id) if request_id else None
             part = _Part(marker, len(events), True)
@@ -611,6 +623,24 @@ class RedisStore:
         for conn in held:
             await self._pool.release(conn)
         await self._client.aclose(close_connection_pool=True)  # the pool is this store's own
+
+
+def _status(value: bytes | str) -> dict[str, Any]:
+    """A version's status entry; one that is not a JSON object (someone else's write) is
+    'invalid', never activatable and never a crash of the reader."""
+    try:
+        status = json.loads(value)
+    except ValueError:
+        return {"status": "invalid"}
+    return status if isinstance(status, dict) else {"status": "invalid"}
+
+
+def _checked_flags(reply: Any, parts: int) -> list[int]:
+    """The record script's reply, one 0/1 flag per part, or StoreUnavailableError: an answer of
+    any other shape (a proxy or an impostor answering +OK) proves nothing was stored."""
+    if not isinstance(reply, list) or len(reply) != parts or any(f not in (0, 1) for f in reply):
+        raise StoreUnavailableError(f"redis record events: unexpected reply {str(reply)[:60]!r}")
+    return reply
 
 
 def _raised_by_client(exc: BaseException) -> bool:

@@ -49,4 +49,13 @@ class StoreSettings(BaseSettings):
     recent_limit: int = Field(50, ge=1, le=10_000, description="Recent items kept and read per user.")
     stream_maxlen: int = Field(10_000_000, ge=1_000, description="Approximate cap of the event stream.")
     idempotency_ttl_s: int = Field(86_400, ge=1, description="How long a request id is remembered.")
+    live_events_per_user: int = Field(
+        1_000,
+        ge=1,
+        le=100_000,
+        description="Run-time events kept per user for serving (the newest; all go to the stream).",
+    )
+    pin_ttl_s: float = Field(
+        60.0, gt=0, description="How long a server's declared A/B version pins protect those versions."
+    )
     artifacts: Path = Field(Path("artifacts"), description="Folder of model versions (embedded store).")

@@ -18,6 +18,7 @@ import numpy as np
 from feature_store.index_files import IndexMeta, write_index_meta
 from feature_store.manifest import list_versions, parse_version, write_latest, write_manifest
 from feature_store.version_files import ITEM_CONFIDENCE_WEIGHTS, ITEM_FACTORS, USER_FACTORS
+from feature_store.version_names import check_version_name
 from training.als import AlsResult
 from training.dataset import Dataset, write_mapping
 from training.indexes import IndexParams, build_index, write_index
@@ -37,8 +38,10 @@ _TMP_PREFIX = ".tmp-"
 
 
 def next_version(artifacts: Path, family: str) -> str:
+    """The next free `family_vN`, held to the version name rule (version_names): a name training
+    writes is one that publish, the stores and serving accept, and never a path."""
     numbers = [parse_version(v)[1] for v in list_versions(artifacts, family)]  # type: ignore[index]
-    return f"{family}_v{max(numbers, default=0) + 1}"
+    return check_version_name(f"{family}_v{max(numbers, default=0) + 1}")
 
 
 def _clean_stale_tmp(artifacts: Path, max_age_s: float = 3600.0) -> None:
@@ -103,6 +106,7 @@ def write_als_version(
     Besides the factors and mappings: the item index (Faiss), the per-user profile arrays that
     publish writes to the feature store, and the item-attribute table when metadata was given.
     """
+    check_version_name(f"{family}_v1", "model family")  # before any work, not after the fit is written
     artifacts.mkdir(parents=True, exist_ok=True)
     _clean_stale_tmp(artifacts)
     tmp = artifacts / f"{_TMP_PREFIX}{family}-{os.getpid()}-{time.time_ns()}"

@@ -1,10 +1,11 @@
 """Per-user profile arrays written into a version for publish: counts, seen items, recent items.
 
-The count that drives tier routing is the number of distinct items a user interacted with (a
-dislike counts: it is an interaction), not the number of raw events, so a user who viewed one item
-fifty times is not routed as a hot user. Recent items are the user's newest pairs by latest event
-time (by matrix order when the log has no timestamps), with their aggregated weight, so the content
-model can weigh a profile the way the matrix does.
+The count that drives tier routing is the number of distinct items with a positive net weight,
+the definition serving applies to live events too (`feature_store/live_view.py`) and the per-tier
+evaluation uses: not raw events, so a user who viewed one item fifty times is not routed as a hot
+user, and not dislikes, which give the model nothing to recommend from. Recent items are the
+user's newest pairs by latest event time (by matrix order when the log has no timestamps), with
+their aggregated weight, so the content model can weigh a profile the way the matrix does.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def build_profiles(
     pos_in_row = np.arange(m.nnz) - np.repeat(indptr[:-1], counts)
     keep = pos_in_row >= np.repeat(counts - keep_n, counts)
     chosen = order[keep]
+    positive_counts = np.bincount(rows[m.data > 0], minlength=m.shape[0]).astype(np.int32)
     return {
-        PROFILE_COUNTS: counts,
+        PROFILE_COUNTS: positive_counts,
         PROFILE_SEEN_INDPTR: indptr,
         PROFILE_SEEN_ITEMS: m.indices.astype(np.int32),
         PROFILE_RECENT_INDPTR: recent_indptr,

@@ -1,4 +1,13 @@
-"""Admin operations, behind a bearer token from settings (disabled when none is configured)."""
+"""Admin operations, behind a bearer token from settings (disabled when none is configured).
+
+The token holder may see what anonymous clients may not: the full reasons a version was refused
+(paths included), the invalid pointer's value, the store client's own error (`GET /admin/status`).
+
+`POST /admin/activate` validates before it switches: the name follows the version rule (a 422
+naming the field otherwise), the version is loaded and validated in full on this server, and only
+then does the store's pointer move. A version that does not load is a 409 with the reason and
+nothing changed; it used to be a 500 after the pointer had already moved.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +21,11 @@ from app.responses import json_response
 from app.schemas import ErrorResponse
 from app.security import require_admin
 from app.state import Services
+from app.version_registry import VersionRefusedError
 from feature_store.base import StoreUnavailableError
 from feature_store.errors import VersionNotReadyError
+from feature_store.manifest import ArtifactError
+from feature_store.version_names import MAX_VERSION_NAME, VERSION_PATTERN
 
 router = APIRouter(
     prefix="/admin",
@@ -26,7 +38,13 @@ router = APIRouter(
 
 
 class ActivateRequest(BaseModel):
-    version: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    version: str = Field(
+        min_length=4,
+        max_length=MAX_VERSION_NAME,
+        pattern=VERSION_PATTERN,
+        description="A version name, <family>_v<N>: never a path.",
+        examples=["als_v3"],
+    )
 
 
 def _state(svc: Services, changed: bool) -> Response:
@@ -39,6 +57,16 @@ def _state(svc: Services, changed: bool) -> Response:
     return json_response(body)
 
 
+@router.get("/status", summary="What this server serves and why not something else, with full reasons")
+async def status(svc: Annotated[Services, Depends(require_admin)]) -> Response:
+    return json_response(
+        {
+            **svc.registry.status(),
+            "store": {"name": svc.store.name, "ok": svc.health.ok, "reason": svc.health.reason},
+        }
+    )
+
+
 @router.post("/reload", summary="Follow the store's active pointer now (retrying refused versions)")
 async def reload(svc: Annotated[Services, Depends(require_admin)]) -> Response:
     return _state(svc, await svc.registry.refresh(retry_failed=True))
@@ -48,15 +76,25 @@ async def reload(svc: Annotated[Services, Depends(require_admin)]) -> Response:
     "/activate",
     summary="Switch the store's active version (rollback) and load it",
     responses={
-        409: {"model": ErrorResponse, "description": "That version was never published completely."},
+        409: {
+            "model": ErrorResponse,
+            "description": "That version was never published completely, or does not verify or load "
+            "on this server (the reason says which); nothing changed.",
+        },
         503: {"model": ErrorResponse, "description": "The store is unreachable; nothing changed."},
     },
 )
 async def activate(body: ActivateRequest, svc: Annotated[Services, Depends(require_admin)]) -> Response:
     try:
+        loaded = await svc.registry.prepare(body.version)  # fully loaded before anything moves
+    except VersionRefusedError as exc:
+        raise HTTPException(409, f"{body.version} refused, nothing changed: {exc}") from exc
+    try:
         await svc.store.activate(body.version)
     except VersionNotReadyError as exc:
         raise HTTPException(409, str(exc)) from exc
+    except ArtifactError as exc:  # the embedded store reads the user table when it activates
+        raise HTTPException(409, f"{body.version} refused by the store, nothing changed: {exc}") from exc
     except StoreUnavailableError as exc:
         raise HTTPException(503, f"store unavailable: {exc}") from exc
-    return _state(svc, await svc.registry.refresh(retry_failed=True))
+    return _state(svc, await svc.registry.install(loaded))

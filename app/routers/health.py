@@ -28,7 +28,12 @@ async def healthz() -> Response:
 )
 async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
     """200 `ready`, or 200 `degraded` while the store is unreachable (requests still get popularity
-    answers, so a load balancer should keep sending them), or 503 `not_ready` with no version."""
+    answers, so a load balancer should keep sending them) or this server does not serve what the
+    store names (an invalid pointer, a refused version: the last good one keeps serving), or 503
+    `not_ready` with no version.
+
+    Anyone can read this, so it names versions and files of a version at most: no paths, no
+    hosts, no ports, no sizes. The full reasons are in the log and in `GET /admin/status`."""
     try:
         async with asyncio.timeout(svc.settings.store_timeout_s):
             await svc.store.ping()
@@ -37,12 +42,16 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
         svc.metrics.store_errors.labels("ping").inc()
         svc.health.failed(str(exc) or "ping timed out")
     active = svc.registry.active
+    problem = svc.registry.problem
+    healthy = svc.health.ok and not svc.registry.missing_pins and problem is None
     body = {
-        "status": "not_ready" if active is None else ("ready" if svc.health.ok else "degraded"),
+        "status": "not_ready" if active is None else ("ready" if healthy else "degraded"),
         "model_version": active.name if active else None,
         "pinned_versions": sorted(svc.registry.pinned),
-        "refused_versions": svc.registry.failed,
-        "store": {"name": svc.store.name, "ok": svc.health.ok, "reason": svc.health.reason},
+        "missing_pinned_versions": sorted(svc.registry.missing_pins),
+        "refused_versions": svc.registry.public_refusals(),
+        "versions_problem": problem,
+        "store": {"name": svc.store.name, "ok": svc.health.ok, "reason": svc.health.public_reason},
     }
     return json_response(body, 503 if active is None else 200)
 

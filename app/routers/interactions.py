@@ -12,8 +12,8 @@ from app.responses import json_response
 from app.schemas import (
     BODY_ERRORS,
     ErrorResponse,
+    EventOrBatch,
     InteractionBatch,
-    InteractionEvent,
     InteractionsResponse,
 )
 from app.state import Services, services
@@ -37,16 +37,18 @@ router = APIRouter(tags=["interactions"], responses=BODY_ERRORS)
     },
 )
 async def post_interactions(
-    body: Annotated[InteractionEvent | InteractionBatch, Body(description="One event, or {events: [...]}.")],
+    body: Annotated[EventOrBatch, Body(description="One event, or {events: [...]}.")],
     svc: Annotated[Services, Depends(services)],
     idempotency_key: Annotated[
         str | None,
         Header(max_length=128, description="Same as the body's request_id: a retry stores nothing twice."),
     ] = None,
 ) -> Response:
-    """Updates the user's count, recent items and seen set in every served version and appends
-    the events to the stream the next training run reads. Unknown item ids are stored and
-    streamed (the next model may know them) and counted in `unknown_items`."""
+    """Stores the events once under their users, where every version that serves them (the
+    live one, the next one published, one rolled back to, an A/B pin) counts them from the very
+    next /candidates call, and appends them to the stream the next training run reads. Unknown
+    item ids are stored and streamed (the next model may know them) and counted in
+    `unknown_items`."""
     batch = body if isinstance(body, InteractionBatch) else InteractionBatch(events=[body])
     if len(batch.events) > svc.settings.max_events_per_request:
         raise field_error(
@@ -55,10 +57,12 @@ async def post_interactions(
     request_id = batch.request_id or idempotency_key
     try:
         result = await svc.recommender.record(batch, request_id)
-    except StoreUnavailableError as exc:
+    except StoreUnavailableError:
+        # The reason (host, port, the client's error) is logged and counted by the recommender;
+        # an unauthenticated answer carries none of it.
         detail = (
-            f"not stored: the feature store did not confirm the write ({exc}); retry with the same "
-            "request id, which stores the events exactly once whether or not this attempt reached it"
+            "not stored: the feature store did not confirm the write; retry with the same request "
+            "id, which stores the events exactly once whether or not this attempt reached it"
         )
         return json_response({"detail": detail}, 503)
     return json_response(result)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from feature_store.keys import KeySchema
+from feature_store.live_view import LiveView
 from feature_store.redis_store import RedisStore
 from feature_store.settings import StoreSettings
 from tests.app.conftest import publish, users_by_tier
@@ -33,7 +34,7 @@ async def _live_and_streamed(settings: StoreSettings, user: str, request_id: str
     """The user's run-time event count in VERSION and the stream entries of `request_id`."""
     store = RedisStore.from_settings(settings)
     try:
-        live = (await store.get_profile(VERSION, user)).live
+        live = (await store.get_profile(VERSION, user, view=LiveView({}, since=None))).live
         entries = await store.read_events(count=100_000)
         return live, sum(e.fields.get("request_id") == request_id for e in entries)
     finally:

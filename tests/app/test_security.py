@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from app.main import create_app
-from app.security import matches_any
+from app.security import header_bytes, matches_any
 from feature_store.settings import StoreSettings
 from tests.app.conftest import serve_settings
 from tests.app.live_server import LiveServer
@@ -80,6 +80,18 @@ def test_matches_any_compares_every_key() -> None:
     keys = [SecretStr("alpha"), SecretStr("beta")]
     assert matches_any("beta", keys) and matches_any("alpha", keys)
     assert not matches_any("alph", keys) and not matches_any("", keys) and not matches_any("beta", [])
+
+
+def test_secrets_are_compared_as_the_utf8_bytes_the_client_sent() -> None:
+    """Starlette hands a header over decoded as Latin-1; header_bytes undoes that, so a token sent
+    as UTF-8 matches and the same text sent in Latin-1 does not."""
+    token = [SecretStr("pässwörd")]
+    as_received_utf8 = "pässwörd".encode().decode("latin-1")  # what the app sees for UTF-8 bytes
+    as_received_latin1 = "pässwörd"  # what it sees for Latin-1 bytes
+    assert matches_any(header_bytes(as_received_utf8), token)
+    assert not matches_any(header_bytes(as_received_latin1), token)
+    assert matches_any("pässwörd", token)  # text given directly is its UTF-8
+    assert header_bytes("€") == "€".encode()  # not from the wire: no Latin-1 form exists
 
 
 def _calls(tree: ast.AST) -> Iterator[tuple[str, ast.Call]]:

@@ -112,7 +112,11 @@ def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(
         assert file in answer["refused"]["als_v2"] and reason in answer["refused"]["als_v2"]
         assert _version(client) == "als_v1"
         ready = client.get("/readyz").json()
-        assert ready["status"] == "ready" and file in ready["refused_versions"]["als_v2"]
+        # Degraded: the store names a version this server refused (the old one still answers).
+        # The public reason names the file of the version, never its path or its size.
+        assert ready["status"] == "degraded" and file in ready["refused_versions"]["als_v2"]
+        assert "als_v2" in ready["versions_problem"] and str(own_artifacts) not in str(ready)
+        assert "bytes" not in str(ready)
         assert 'recsys_version_loads_total{outcome="refused"} 1.0' in client.get("/metrics").text
         logged = [r.getMessage() for r in caplog.records if r.name == "recsys.versions"]
         assert any("als_v2 refused" in line and file in line for line in logged), logged

@@ -16,6 +16,8 @@ from feature_store.settings import StoreSettings
 from feature_store.version_files import ProfileTable
 from tests.private_cluster import PrivateCluster, private_cluster
 
+LIVE_CAP = 100  # run-time events kept per user by the stores under test
+
 
 def make_table(n_users: int = 50, n_items: int = 30, dim: int = 8, seed: int = 0) -> ProfileTable:
     rng = np.random.default_rng(seed)
@@ -45,14 +47,18 @@ def redis_cluster() -> Iterator[PrivateCluster]:
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[FeatureStore]:
     """Each contract test runs once per implementation; Redis gets a fresh key prefix."""
     if request.param == "embedded":
-        yield EmbeddedStore(tmp_path / "artifacts", recent_limit=50)
+        yield EmbeddedStore(tmp_path / "artifacts", recent_limit=50, live_events_per_user=LIVE_CAP)
         return
     if request.param == "redis-cluster":
         url, cluster = request.getfixturevalue("redis_cluster").url, True
     else:
         url, cluster = request.getfixturevalue("redis_url"), False
     settings = StoreSettings(
-        redis_url=url, redis_cluster=cluster, redis_prefix=f"test-{uuid.uuid4().hex[:12]}", publish_chunk=7
+        redis_url=url,
+        redis_cluster=cluster,
+        redis_prefix=f"test-{uuid.uuid4().hex[:12]}",
+        publish_chunk=7,
+        live_events_per_user=LIVE_CAP,
     )
     redis_store = RedisStore.from_settings(settings)
     try:

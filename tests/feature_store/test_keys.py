@@ -12,11 +12,13 @@ def test_the_pointer_keys_share_one_cluster_slot_so_the_switch_is_atomic() -> No
     assert len(slots) == 1
 
 
-def test_all_keys_of_one_user_and_version_share_a_slot() -> None:
+def test_a_users_profile_in_any_version_shares_a_slot_with_their_live_events() -> None:
     keys = KeySchema("shop")
-    stem = keys.user("als_v3", "9f1c-uuid")
-    assert len({key_slot((stem + s).encode()) for s in (":p", ":n", ":s", ":r")}) == 1
-    assert keys.profile("als_v3", "9f1c-uuid").startswith("shop:als_v3:")
+    user = "9f1c-uuid"
+    slots = {key_slot(keys.profile(v, user).encode()) for v in ("als_v3", "als_v4")}
+    assert slots == {key_slot(keys.live(user).encode())}
+    assert keys.profile("als_v3", user).startswith("shop:als_v3:")
+    assert not keys.live(user).startswith("shop:als_v3:")  # deleting a version keeps the events
 
 
 def test_version_patterns_escape_glob_characters() -> None:
@@ -27,8 +29,7 @@ def test_version_patterns_escape_glob_characters() -> None:
 def test_each_idempotency_marker_shares_the_slot_of_what_it_guards() -> None:
     keys = KeySchema("shop")
     for user in ("9f1c-uuid", "a}b", "{odd", "x:y}:z"):
-        stem = keys.user("als_v3", user)
-        assert key_slot(keys.user_idempotency("req-1", user).encode()) == key_slot((stem + ":n").encode())
+        assert key_slot(keys.user_idempotency("req-1", user).encode()) == key_slot(keys.live(user).encode())
     assert key_slot(keys.stream_idempotency("req-1").encode()) == key_slot(keys.events.encode())
 
 

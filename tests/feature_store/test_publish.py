@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -18,11 +19,12 @@ import pytest
 from feature_store.base import FeatureStore, LiveEvent
 from feature_store.embedded_store import EmbeddedStore
 from feature_store.errors import VersionNotReadyError
+from feature_store.live_view import LiveView
 from feature_store.manifest import ArtifactError
 from feature_store.publish import publish_version
 from feature_store.redis_store import RedisStore
 from feature_store.settings import StoreSettings
-from feature_store.version_files import load_profile_table
+from feature_store.version_files import ITEM_MAPPING, load_mapping, load_profile_table
 from tests.builders import train_versions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,19 +76,37 @@ async def test_a_corrupt_version_is_refused_and_the_old_one_stays_live(store, ve
     assert await store.active_version() == versions[0].name
 
 
-async def test_events_recorded_after_the_training_data_are_replayed_into_the_new_version(
+async def test_events_recorded_after_the_training_data_count_in_the_new_version_unreplayed(
     store, versions
 ) -> None:
     await publish_version(versions[0], store)
     table = load_profile_table(versions[1])
     user = table.user_ids[0]
     late = time.time() + 10  # after every synthetic event
-    await store.record(versions[0].name, [LiveEvent(user, "i000001", 1.0, late, "click", item_row=1)])
-    await store.record(versions[0].name, [LiveEvent(user, "i000002", 1.0, 0.0, "click", item_row=2)])
-    report = await publish_version(versions[1], store)
-    assert report.replayed_events == 1  # the old event is already in the training data
-    profile = await store.get_profile(versions[1].name, user)
-    assert profile.count == table.counts[0] + 1 and profile.recent_items[-1] == 1
+    item_rows = {item: row for row, item in enumerate(load_mapping(versions[1], ITEM_MAPPING))}
+    seen = set(table.seen_items[table.seen_indptr[0] : table.seen_indptr[1]].tolist())
+    new_item = next(item for item, row in item_rows.items() if row not in seen)
+    await store.record([LiveEvent(user, new_item, 1.0, late, "click")])
+    await store.record([LiveEvent(user, new_item, 1.0, 0.0, "click")])  # in the training data
+    await publish_version(versions[1], store)
+    view = LiveView(
+        item_rows,
+        since=float(json.loads((versions[1] / "manifest.json").read_text())["hyperparameters"]["data_until"]),
+    )
+    profile = await store.get_profile(versions[1].name, user, view=view)
+    assert profile.live == 1
+    assert profile.count == table.counts[0] + 1 and profile.recent_items[-1] == item_rows[new_item]
+
+
+async def test_publish_keeps_a_version_a_running_server_pins(store, versions) -> None:
+    for folder in versions[:2]:
+        await publish_version(folder, store)
+    await store.pin("replica-b", [versions[0].name], ttl_s=30)  # neither live nor previous next
+    report = await publish_version(versions[2], store)
+    assert report.deleted == [] and report.previous == versions[1].name
+    assert (await store.version_status())[versions[0].name]["status"] == "complete"
+    await store.pin("replica-b", [], ttl_s=30)  # the variant is gone: the next cleanup may delete it
+    assert versions[0].name in (await publish_version(versions[2], store)).deleted
 
 
 async def test_the_embedded_pointer_reaches_another_process_through_the_artifacts_folder(versions) -> None:

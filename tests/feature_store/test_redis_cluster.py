@@ -16,6 +16,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 
 from feature_store.base import LiveEvent, StoreUnavailableError
+from feature_store.live_view import LiveView
 from feature_store.redis_store import RedisStore
 from feature_store.settings import StoreSettings
 from tests.app.live_server import free_port
@@ -68,19 +69,20 @@ async def test_a_batch_over_many_users_is_recorded_once_even_when_a_retry_finds_
     cluster_store: RedisStore,
 ) -> None:
     users = [f"buyer-{n}" for n in range(12)]  # 12 hash tags: spread over the three masters
-    events = [LiveEvent(u, f"i{n}", 1.0, float(n), "click", item_row=n) for n, u in enumerate(users)]
+    events = [LiveEvent(u, f"i{n}", 1.0, float(n), "click") for n, u in enumerate(users)]
     # The first attempt got as far as half the users' writes (say their master answered and the
     # stream's did not): the retry must add the rest and the stream, and nothing twice.
-    first = await cluster_store.record("als_v1", events[:6], request_id="batch-7", stream=False)
+    first = await cluster_store.record(events[:6], request_id="batch-7", stream=False)
     assert (first.stored, first.duplicate) == (6, False)
-    retry = await cluster_store.record("als_v1", events, request_id="batch-7")
+    retry = await cluster_store.record(events, request_id="batch-7")
     assert (retry.stored, retry.duplicate) == (12, False)
-    again = await cluster_store.record("als_v1", events, request_id="batch-7")
+    again = await cluster_store.record(events, request_id="batch-7")
     assert (again.stored, again.duplicate) == (0, True)
 
+    view = LiveView({f"i{n}": n for n in range(12)}, since=None)
     for n, user in enumerate(users):
-        profile = await cluster_store.get_profile("als_v1", user)
-        assert (profile.count, profile.seen.tolist()) == (1, [n]), user
+        profile = await cluster_store.get_profile("als_v1", user, view=view)
+        assert (profile.count, profile.live, profile.seen.tolist()) == (1, 1, [n]), user
     streamed = await cluster_store.read_events()
     assert sorted(e.fields["user_id"] for e in streamed) == sorted(users)
 
@@ -89,11 +91,14 @@ async def test_a_retry_after_only_the_stream_was_written_applies_just_the_profil
     cluster_store: RedisStore,
 ) -> None:
     users = ("amy", "bob", "cyd")
-    events = [LiveEvent(u, "i1", 1.0, 1.0, "view", item_row=1) for u in users]
-    await cluster_store.record(None, events, request_id="r-9")  # the stream's part only
-    retry = await cluster_store.record("als_v1", events, request_id="r-9")
+    events = [LiveEvent(u, "i1", 1.0, 1.0, "view") for u in users]
+    # The first attempt wrote only the stream's part (its master answered, the users' did not).
+    stream_only = cluster_store._parts(events, "r-9", stream=True)[-1:]
+    await cluster_store._record_per_slot(stream_only)
+    retry = await cluster_store.record(events, request_id="r-9")
     assert (retry.stored, retry.duplicate) == (3, False)
-    assert [(await cluster_store.get_profile("als_v1", u)).count for u in users] == [1, 1, 1]
+    view = LiveView({"i1": 1}, since=None)
+    assert [(await cluster_store.get_profile("als_v1", u, view=view)).count for u in users] == [1, 1, 1]
     assert len(await cluster_store.read_events()) == 3
 
 

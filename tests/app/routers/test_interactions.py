@@ -92,3 +92,37 @@ def test_bad_events_get_a_422_naming_the_field(client: httpx.Client) -> None:
         headers={"content-type": "application/json"},
     )
     assert nan.status_code == 422
+
+
+def test_a_batch_with_one_bad_event_gets_one_error_at_its_own_place(client: httpx.Client) -> None:
+    events = [
+        {"user_id": "u", "item_id": "i1", "event_type": "like"},
+        {"user_id": "u", "item_id": "i2", "weight": "lots"},
+    ]
+    response = client.post("/interactions", json={"events": events})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert [d["loc"] for d in detail] == [["body", "events", 1, "weight"]], detail
+    single = client.post("/interactions", json={"user_id": "u", "item_id": "i", "weight": "x"}).json()
+    assert [d["loc"] for d in single["detail"]] == [["body", "weight"]]
+
+
+def test_the_openapi_document_states_the_limits_the_server_enforces(client: httpx.Client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    k = next(b for b in schemas["CandidatesRequest"]["properties"]["k"]["anyOf"] if "maximum" in b)
+    assert k["maximum"] == 1_000  # RECSYS_MAX_K's default, not the schema's 10,000
+    assert schemas["InteractionBatch"]["properties"]["events"]["maxItems"] == 1_000
+    too_many = [{"user_id": "u", "item_id": "i", "weight": 1.0}] * 1_001
+    assert client.post("/interactions", json={"events": too_many}).status_code == 422
+    assert client.post("/candidates", json={"user_id": "u", "k": 1_001}).status_code == 422
+
+
+def test_dislikes_unknown_items_and_repeats_move_no_one_up_a_tier(client: httpx.Client) -> None:
+    user = f"new-{uuid.uuid4().hex[:8]}"
+    events = [{"user_id": user, "item_id": "i000031", "event_type": "view"}] * 25
+    events += [{"user_id": user, "item_id": f"i0000{n}", "event_type": "dislike"} for n in range(40, 46)]
+    events += [
+        {"user_id": user, "item_id": f"not-in-the-catalog-{n}", "event_type": "like"} for n in range(6)
+    ]
+    assert client.post("/interactions", json={"events": events}).json()["stored"] == len(events)
+    assert _tier(client, user)[0] == "cold"
