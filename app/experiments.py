@@ -28,8 +28,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.retrieval.fusion import SOURCES as FUSION_SOURCES
 from app.retrieval.routing import Thresholds
+from feature_store.fusion import SOURCES as FUSION_SOURCES
 
 DEFAULT_VARIANT = "default"
 

@@ -22,7 +22,6 @@ from app.health import StoreHealth
 from app.metrics import ServiceMetrics
 from app.retrieval.filters import CompiledFilter, FilterError, compile_filters
 from app.retrieval.foldin import profile_interactions
-from app.retrieval.fusion import FusionParams, fuse
 from app.retrieval.routing import Capabilities, Method, Route, Thresholds, route
 from app.retrieval.search import SearchParams
 from app.schemas import CandidatesRequest, InteractionBatch
@@ -30,6 +29,7 @@ from app.settings import ServeSettings
 from app.version_registry import VersionRegistry
 from app.versions import ServingVersion
 from feature_store.base import FeatureStore, LiveEvent, StoreUnavailableError, UserProfile
+from feature_store.fusion import FusionParams, fuse
 
 log = logging.getLogger("recsys.recommend")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.retrieval.fusion import SOURCES as FUSION_SOURCES
 from feature_store.confidence import DEFAULT_EVENT_WEIGHTS
+from feature_store.fusion import SOURCES as FUSION_SOURCES
 
 
 class ServeSettings(BaseSettings):

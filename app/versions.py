@@ -24,15 +24,15 @@ import numpy as np
 
 from app.retrieval.attributes import AttributeTable
 from app.retrieval.foldin import FoldInModel
-from app.retrieval.fusion import FusionParams
 from app.retrieval.popularity import PopularityRanking
 from app.retrieval.search import ItemIndex
-from app.retrieval.user_tower import UserTower
 from feature_store.confidence import Scaling
+from feature_store.fusion import FusionParams
 from feature_store.index_files import IndexMeta, read_index_meta
 from feature_store.item_attributes import ATTRIBUTES_META
 from feature_store.live_view import LiveView
 from feature_store.manifest import ArtifactError, Manifest, verify_version
+from feature_store.user_tower import UserTower
 from feature_store.version_files import (
     ITEM_CONFIDENCE_WEIGHTS,
     ITEM_MAPPING,

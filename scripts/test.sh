@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up .venv, starts the services the tests need when they are not running,
-# then lint, types, the Dockerfile lint and the whole pytest suite. Extra arguments go to pytest.
+# then lint, types, the import contracts (pyproject.toml), the Dockerfile lint and the whole pytest
+# suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/venv.sh
@@ -16,5 +17,6 @@ export RECSYS_REQUIRE_SERVICES=1 PYTHONUNBUFFERED=1
 
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check -q .
 echo "== mypy"; .venv/bin/mypy
+echo "== import contracts"; .venv/bin/lint-imports --no-cache
 echo "== hadolint"; .venv/bin/hadolint Dockerfile && echo "Dockerfile: clean"
 echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from app.retrieval.fusion import FusionParams, ScoreMoments, fuse
-from app.retrieval.user_tower import UserTower
+from feature_store.fusion import FusionParams, ScoreMoments, fuse
+from feature_store.user_tower import UserTower
 from training.als import AlsParams, AlsResult, fit_als
 from training.content import (
     ContentModel,

@@ -4,7 +4,7 @@ Why this shape:
 - The **user tower** reads only the user's interaction history: a weighted mean of a learned
   item table `H` over their positive items, then a 2-layer MLP, L2-normalised. There is no user-id
   embedding, so serving can encode any user, a brand-new one included, from a list of
-  (item row, weight) with a few numpy lines (`app.retrieval.user_tower.UserTower`) and no torch.
+  (item row, weight) with a few numpy lines (`feature_store.user_tower.UserTower`) and no torch.
 - The **item tower** is an item-id embedding, plus a linear projection of dense content features
   when they are given (so items share strength through their metadata), then a 2-layer MLP,
   L2-normalised. Item vectors go into the same inner-product indexes as ALS factors.

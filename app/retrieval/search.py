@@ -28,7 +28,7 @@ import numpy as np
 
 from app.retrieval import bitmaps
 from app.retrieval.filters import NO_FILTER, CompiledFilter
-from app.retrieval.fusion import ScoreMoments
+from feature_store.fusion import ScoreMoments
 from feature_store.index_files import (
     IVF_KINDS,
     IndexKind,

@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from app.retrieval.user_tower import UserTower
+from feature_store.user_tower import UserTower
 from training.dataset import build_dataset
 from training.evaluation import evaluate_ranking, popularity_factors
 from training.events import DEFAULT_EVENT_WEIGHTS

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from app.retrieval.user_tower import UserTower
 from feature_store.manifest import ArtifactError
+from feature_store.user_tower import UserTower
 from tests.builders import small_data
 from training.dataset import build_dataset
 from training.events import DEFAULT_EVENT_WEIGHTS

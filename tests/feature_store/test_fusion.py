@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.retrieval.fusion import FusionParams, ScoreMoments, fuse
+from feature_store.fusion import FusionParams, ScoreMoments, fuse
 
 
 def test_items_both_models_rank_high_come_first_and_appear_once() -> None:

@@ -1,4 +1,4 @@
-"""Properties of weighted reciprocal rank fusion (app/retrieval/fusion.py).
+"""Properties of weighted reciprocal rank fusion (feature_store/fusion.py).
 
 Inputs look like what serving fuses: per source a ranked list of distinct item rows, possibly
 padded at the end with -1 (Faiss' "no result"), and non-negative source weights.
@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from app.retrieval.fusion import FusionParams, fuse
+from feature_store.fusion import FusionParams, fuse
 
 SETTINGS = settings(max_examples=40, deadline=None)
 NAMES = ("als", "two_tower", "content", "popularity")
