@@ -36,6 +36,7 @@ import collections
 import itertools
 import json
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -102,18 +103,21 @@ return {redis.call('GET', KEYS[1]), redis.call('LRANGE', KEYS[2], -tonumber(ARGV
 
 # Applies the parts of an interaction batch, each at most once per request id. ARGV[1] is the
 # markers' TTL in seconds, ARGV[2] the stream's approximate MAXLEN, ARGV[3] the events kept per
-# user; then part after part: the index in KEYS of its marker (0: not guarded), its number of
-# writes, and the writes, each one of
+# user, ARGV[4] this call's nonce (written into the markers it sets: when redis-py sends the same
+# call again after a lost reply, the part it finds done is its own, not a duplicate request); then
+# part after part: the index in KEYS of its marker (0: not guarded), its number of writes, and the
+# writes, each one of
 #   L key n value1 ...          RPUSH key values, then LTRIM key to the newest ARGV[3]
 #   X key n field1 value1 ...   XADD key MAXLEN ~ maxlen * (n field/value pairs)
 # where key is an index in KEYS. A part whose marker exists is skipped whole. Returns one flag per
-# part: 1 applied now, 0 applied before under the same request id (the caller checks the reply:
-# a server that answers anything else stored nothing it can vouch for).
+# part: 1 applied by this call, 0 applied before by another call with the same request id (the
+# caller checks the reply: a server that answers anything else stored nothing it can vouch for).
 _RECORD = """
-local ttl, maxlen, cap, i, done = ARGV[1], ARGV[2], tonumber(ARGV[3]), 4, {}
+local ttl, maxlen, cap, nonce, i, done = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], 5, {}
 while i <= #ARGV do
   local marker, writes = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  local skip = marker > 0 and redis.call('EXISTS', KEYS[marker]) == 1
+  local seen = marker > 0 and redis.call('GET', KEYS[marker])
+  local skip = seen and true or false
   i = i + 2
   for _ = 1, writes do
     local op, key, n = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
@@ -127,8 +131,8 @@ while i <= #ARGV do
     end
     i = i + 3 + (op == 'X' and 2 * n or n)
   end
-  if marker > 0 and not skip then redis.call('SET', KEYS[marker], '1', 'EX', ttl) end
-  done[#done + 1] = skip and 0 or 1
+  if marker > 0 and not skip then redis.call('SET', KEYS[marker], nonce, 'EX', ttl) end
+  done[#done + 1] = (not skip or seen == nonce) and 1 or 0
 end
 return done
 """
@@ -546,7 +550,8 @@ class RedisStore:
                     whole.writes += part.writes
                 call = _Call()
                 call.add(whole)
-                flags = _checked_flags(await self._record(keys=call.keys, args=self._record_args(call)), 1)
+                args = self._record_args(call, uuid.uuid4().hex)
+                flags = _checked_flags(await self._record(keys=call.keys, args=args), 1)
                 done = {id(p): bool(flags[0]) for p in parts}
         applied = [p for p in parts if done[id(p)]]
         if not applied:
@@ -555,20 +560,28 @@ class RedisStore:
             return RecordResult(stored=len(events))
         return RecordResult(stored=sum(p.events for p in applied))
 
-    def _record_args(self, call: _Call) -> list[bytes | str | int]:
+    def _record_args(self, call: _Call, nonce: str) -> list[bytes | str | int]:
         settings = self._settings
-        return [settings.idempotency_ttl_s, settings.stream_maxlen, settings.live_events_per_user, *call.args]
+        return [
+            settings.idempotency_ttl_s,
+            settings.stream_maxlen,
+            settings.live_events_per_user,
+            nonce,
+            *call.args,
+        ]
 
     async def _record_per_slot(self, parts: list[_Part]) -> dict[int, bool]:
         """One script call per hash slot, pipelined (one round trip per master). EVAL, not
         EVALSHA: a master promoted by a failover has an empty script cache, and a NOSCRIPT
-        reply in the middle of a pipeline would leave it unclear what to send again."""
+        reply in the middle of a pipeline would leave it unclear what to send again. One nonce
+        for the whole pipeline, which the client may send again after a lost reply."""
+        nonce = uuid.uuid4().hex
         calls: dict[int, _Call] = defaultdict(_Call)
         for part in parts:
             calls[key_slot(part.first_key.encode())].add(part)
         pipe = self._client.pipeline(transaction=False)
         for call in calls.values():
-            pipe.eval(_RECORD, len(call.keys), *call.keys, *self._record_args(call))
+            pipe.eval(_RECORD, len(call.keys), *call.keys, *self._record_args(call, nonce))
         replies = await pipe.execute()
         return {
             id(part): bool(flag)

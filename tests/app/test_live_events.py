@@ -121,6 +121,7 @@ class Writers:
     threads: int = 3
     accepted: dict[str, str] = field(default_factory=dict)  # user -> model_version in the answer
     refused: list[int] = field(default_factory=list)
+    retried: int = 0  # 503s answered by a retry with the same request id
     stop: threading.Event = field(default_factory=threading.Event)
 
     def _write(self, n: int) -> None:
@@ -133,8 +134,18 @@ class Writers:
                     "request_id": f"batch-{user}",
                     "events": [{"user_id": user, "item_id": i, "event_type": "like"} for i in likes],
                 }
-                r = client.post("/interactions", json=body)
-                if r.status_code == 200 and r.json()["stored"] == LIKES_PER_USER:
+                tries = 0
+                while tries < 10:  # a 503 is retried with the same request id, as documented
+                    r = client.post("/interactions", json=body)
+                    if r.status_code != 503:
+                        break
+                    tries += 1
+                self.retried += tries
+                # After a 503, "duplicate" means the attempt that answered 503 had stored it.
+                done = r.status_code == 200 and (
+                    r.json()["stored"] == LIKES_PER_USER or (tries > 0 and r.json()["duplicate"])
+                )
+                if done:
                     self.accepted[user] = r.json()["model_version"]
                 else:
                     self.refused.append(r.status_code)
@@ -191,7 +202,7 @@ def test_no_accepted_event_is_lost_across_a_deploy_under_write_load(
     print(
         f"\n{deployment}: {len(users):,} batches ({LIKES_PER_USER * len(users):,} events) accepted "
         f"during a deploy, {answered_by['als_v1']:,} by als_v1 and {answered_by['als_v2']:,} by als_v2; "
-        f"every one counts on als_v2, {stream:,} stream entries"
+        f"every one counts on als_v2, {stream:,} stream entries; {writers.retried} retries after a 503"
     )
 
 

@@ -67,3 +67,31 @@ async def test_a_status_entry_that_is_not_json_is_invalid_not_a_crash(redis_url:
     finally:
         await store.flush_namespace()
         await store.close()
+
+
+async def test_a_call_the_client_sends_again_after_a_lost_reply_is_not_a_duplicate(redis_url: str) -> None:
+    """redis-py resends a command whose reply timed out; the script finds its own nonce in the
+    marker and reports the batch stored, where a new request with the same id is a duplicate."""
+    import uuid
+
+    from feature_store.redis_store import _Call, _Part
+
+    store = RedisStore.from_settings(
+        StoreSettings(redis_url=redis_url, redis_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    )
+    events = [LiveEvent("u", "i1", 1.0, 1.0, "view")]
+    try:
+        whole = _Part(store.keys.idempotency("req-1"), 1, True)
+        for part in store._parts(events, "req-1", stream=True):
+            whole.writes += part.writes
+        call = _Call()
+        call.add(whole)
+        args = store._record_args(call, "attempt-1")
+        assert await store._record(keys=call.keys, args=args) == [1]
+        assert await store._record(keys=call.keys, args=args) == [1]  # the resend: still ours
+        assert len(await store.read_events()) == 1  # and applied once
+        again = await store.record(events, request_id="req-1")  # a new request, same id
+        assert again.duplicate and again.stored == 0
+    finally:
+        await store.flush_namespace()
+        await store.close()
