@@ -1,9 +1,10 @@
 """Training settings in one place: defaults, environment variables (RECSYS_*), CLI options.
 
 Every field can be set as `RECSYS_<NAME>` (e.g. `RECSYS_FACTORS=128`) and as the CLI option of
-the same name (`--factors 128`); the option wins. `None` for alpha, regularization, scaling,
-popularity_discount or iterations means "choose it on validation data" (see tune.py); any value
-pins it.
+the same name (`--factors 128`); the option wins. The CLI options are built from these fields
+(training/commands/options.py): `json_schema_extra={"cli": [...]}` gives a field other flags.
+`None` for alpha, regularization, scaling, popularity_discount or iterations means "choose it on
+validation data" (see tune.py); any value pins it.
 """
 
 from __future__ import annotations
@@ -99,9 +100,21 @@ class TrainSettings(BaseSettings):
     k: int = Field(10, ge=1, le=1000, description="Cut-off of the ranking metrics.")
     seed: int = Field(42, description="Random seed of splits and factor initialisation.")
     validate_every: int = Field(5, ge=1, description="Validation every N iterations (early stopping).")
-    biases: bool = Field(False, description="Learn user and item bias terms (own CG solver; slower).")
-    use_gpu: bool = Field(False, description="Use implicit's CUDA solver when a GPU is present.")
-    refit: bool = Field(True, description="After evaluation, refit on all data for the saved model.")
+    biases: bool = Field(
+        False,
+        description="Learn user and item bias terms (own CG solver; slower).",
+        json_schema_extra={"cli": ["--biases/--no-biases"]},
+    )
+    use_gpu: bool = Field(
+        False,
+        description="Use implicit's CUDA solver when a GPU is present.",
+        json_schema_extra={"cli": ["--use-gpu/--no-gpu"]},
+    )
+    refit: bool = Field(
+        True,
+        description="After evaluation, refit on all data for the saved model.",
+        json_schema_extra={"cli": ["--refit/--no-refit"]},
+    )
     index_kind: IndexKind = Field(
         IndexKind.auto,
         description="Item index: auto (flat below exact_below items; above, ivf for inner product, "
@@ -129,7 +142,11 @@ class TrainSettings(BaseSettings):
     recent_limit: int = Field(50, ge=1, le=10_000, description="Recent items kept per user profile.")
     # -- train-all: the other models and the tiers they serve -----------------------------------
     content_dim: int = Field(64, ge=2, le=1024, description="Content vector size (truncated SVD).")
-    two_tower: bool = Field(True, description="Train the Two-Tower model and fit the ensemble (train-all).")
+    two_tower: bool = Field(
+        True,
+        description="Train the Two-Tower model and fit the ensemble (train-all).",
+        json_schema_extra={"cli": ["--two-tower/--no-two-tower"]},
+    )
     two_tower_dim: int = Field(64, ge=4, le=1024, description="Two-Tower embedding size.")
     two_tower_epochs: int = Field(40, ge=1, le=1000, description="Two-Tower epoch cap (early-stopped).")
     device: str = Field("cpu", description="torch device of the Two-Tower model: cpu, cuda, cuda:0.")
@@ -140,7 +157,9 @@ class TrainSettings(BaseSettings):
         Engine.implicit, description="ALS engine: implicit (this machine) or spark (MLlib)."
     )
     spark_master: str = Field(
-        "local[*]", description="Spark master URL: local[*], spark://host:7077, yarn, k8s://..."
+        "local[*]",
+        description="Spark master URL: local[*], spark://host:7077, yarn, k8s://...",
+        json_schema_extra={"cli": ["--master", "--spark-master"]},
     )
     spark_driver_memory: str = Field(
         "4g", description="Spark driver heap (it holds the pairs on their way in and the factors out)."
