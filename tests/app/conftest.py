@@ -4,6 +4,7 @@ fresh prefix, and a real uvicorn serving them."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,23 @@ async def _flush(settings: StoreSettings) -> None:
 
 def flush(settings: StoreSettings) -> None:
     asyncio.run(_flush(settings))
+
+
+@pytest.fixture
+def own_artifacts(artifacts: Path, tmp_path: Path) -> Path:
+    """A private copy of the package's versions, for tests that damage or add files."""
+    copy = tmp_path / "artifacts"
+    shutil.copytree(artifacts, copy)
+    return copy
+
+
+@pytest.fixture
+def own_store_settings(redis_url: str, own_artifacts: Path) -> Iterator[StoreSettings]:
+    """als_v1 of the private copy published and live under a fresh prefix."""
+    settings = redis_settings(redis_url, own_artifacts)
+    publish(settings, own_artifacts / "als_v1")
+    yield settings
+    flush(settings)
 
 
 def serve_settings(artifacts: Path, **overrides: object) -> ServeSettings:

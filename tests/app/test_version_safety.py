@@ -42,19 +42,8 @@ POLL_S = 0.05
 
 
 @pytest.fixture
-def own_artifacts(artifacts: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "artifacts"
-    shutil.copytree(artifacts, copy)
-    return copy
-
-
-@pytest.fixture
-def store_settings(redis_url: str, own_artifacts: Path) -> Iterator[StoreSettings]:
-    """als_v1 published and live under a fresh prefix."""
-    settings = redis_settings(redis_url, own_artifacts)
-    publish(settings, own_artifacts / "als_v1")
-    yield settings
-    flush(settings)
+def store_settings(own_store_settings: StoreSettings) -> StoreSettings:
+    return own_store_settings  # als_v1 of a private copy, live under a fresh prefix
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ the old one keeps serving."""
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,26 +13,15 @@ import pytest
 
 from app.main import create_app
 from feature_store.settings import StoreSettings
-from tests.app.conftest import flush, publish, redis_settings, serve_settings
+from tests.app.conftest import publish, redis_settings, serve_settings
 from tests.app.live_server import LiveServer
 
 TOKEN = "test-admin-token"
 
 
 @pytest.fixture
-def own_artifacts(artifacts: Path, tmp_path: Path) -> Path:
-    """A private copy: these tests corrupt files."""
-    copy = tmp_path / "artifacts"
-    shutil.copytree(artifacts, copy)
-    return copy
-
-
-@pytest.fixture
-def store_settings(redis_url: str, own_artifacts: Path) -> Iterator[StoreSettings]:
-    settings = redis_settings(redis_url, own_artifacts)
-    publish(settings, own_artifacts / "als_v1")
-    yield settings
-    flush(settings)
+def store_settings(own_store_settings: StoreSettings) -> StoreSettings:
+    return own_store_settings  # als_v1 of a private copy, live under a fresh prefix
 
 
 def _version(client: httpx.Client) -> str:
