@@ -53,74 +53,131 @@ class TrainSettings(BaseSettings):
         EpochUnit.auto,
         description="Unit of epoch-number timestamps: s, ms, us, ns; auto = inferred from the magnitude "
         "(printed).",
+        json_schema_extra={"group": "reading"},
     )
     drop_invalid_rows: bool = Field(
         False,
         description="Skip rows without a user_id or item_id, or with an unusable weight or timestamp "
         "(counted in the report); by default such rows stop the run with an example.",
+        json_schema_extra={"group": "reading"},
     )
     list_separator: str = Field(
         "|",
         max_length=8,
         description="Item metadata: text columns holding it are multi-valued ('' = never split).",
+        json_schema_extra={"group": "items"},
     )
     categorical: list[str] = Field(
         default_factory=list,
         description="Item metadata columns kept as one text value each: never split, never numeric.",
+        json_schema_extra={"group": "items"},
     )
     numeric: list[str] = Field(
         default_factory=list,
         description="Item metadata columns read as numbers; values that are not become missing (counted).",
+        json_schema_extra={"group": "items"},
     )
     item_duplicates: DuplicatePolicy = Field(
         DuplicatePolicy.error,
         description="An item_id on several metadata rows: error, or keep the first or last row.",
+        json_schema_extra={"group": "items"},
     )
-    min_interactions: int = Field(1, ge=1, description="Drop users with fewer positive items.")
-    min_item_interactions: int = Field(1, ge=1, description="Drop items with fewer positive users.")
-    factors: int = Field(64, ge=1, le=4096, description="Embedding size.")
-    regularization: float | None = Field(None, ge=0, description="L2 penalty; unset = chosen on validation.")
+    min_interactions: int = Field(
+        1, ge=1, description="Drop users with fewer positive items.", json_schema_extra={"group": "filters"}
+    )
+    min_item_interactions: int = Field(
+        1, ge=1, description="Drop items with fewer positive users.", json_schema_extra={"group": "filters"}
+    )
+    factors: int = Field(64, ge=1, le=4096, description="Embedding size.", json_schema_extra={"group": "als"})
+    regularization: float | None = Field(
+        None,
+        ge=0,
+        description="L2 penalty; unset = chosen on validation.",
+        json_schema_extra={"group": "als"},
+    )
     alpha: float | None = Field(
-        None, gt=0, description="Confidence multiplier; unset = chosen on validation."
+        None,
+        gt=0,
+        description="Confidence multiplier; unset = chosen on validation.",
+        json_schema_extra={"group": "als"},
     )
     iterations: int | None = Field(
-        None, ge=1, le=1000, description="ALS sweeps; unset = up to max_iterations, early-stopped."
+        None,
+        ge=1,
+        le=1000,
+        description="ALS sweeps; unset = up to max_iterations, early-stopped.",
+        json_schema_extra={"group": "als"},
     )
-    max_iterations: int = Field(20, ge=1, le=1000, description="Cap when iterations are chosen.")
-    scaling: Scaling | None = Field(None, description="linear, log or binary; unset = chosen on validation.")
+    max_iterations: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Cap when iterations are chosen.",
+        json_schema_extra={"group": "als_fit"},
+    )
+    scaling: Scaling | None = Field(
+        None,
+        description="linear, log or binary; unset = chosen on validation.",
+        json_schema_extra={"group": "als"},
+    )
     popularity_discount: float | None = Field(
         None,
         ge=0,
         le=2,
         description="Confidence of a pair x (item popularity / mean) ** -discount: 0 = off; unset = "
         "chosen on validation among 0, 0.25, 0.5.",
+        json_schema_extra={"group": "als"},
     )
     split: SplitKind = Field(SplitKind.random, description="Held-out evaluation split.")
-    test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Held-out share; 0 skips evaluation.")
-    k: int = Field(10, ge=1, le=1000, description="Cut-off of the ranking metrics.")
-    seed: int = Field(42, description="Random seed of splits and factor initialisation.")
-    validate_every: int = Field(5, ge=1, description="Validation every N iterations (early stopping).")
+    test_split: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Held-out share; 0 skips evaluation.",
+        json_schema_extra={"group": "holdout"},
+    )
+    k: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Cut-off of the ranking metrics.",
+        json_schema_extra={"group": "holdout"},
+    )
+    seed: int = Field(
+        42,
+        description="Random seed of splits and factor initialisation.",
+        json_schema_extra={"group": "holdout"},
+    )
+    validate_every: int = Field(
+        5,
+        ge=1,
+        description="Validation every N iterations (early stopping).",
+        json_schema_extra={"group": "als_fit"},
+    )
     biases: bool = Field(
         False,
         description="Learn user and item bias terms (own CG solver; slower).",
-        json_schema_extra={"cli": ["--biases/--no-biases"]},
+        json_schema_extra={"cli": ["--biases/--no-biases"], "group": "als_fit"},
     )
     use_gpu: bool = Field(
         False,
         description="Use implicit's CUDA solver when a GPU is present.",
-        json_schema_extra={"cli": ["--use-gpu/--no-gpu"]},
+        json_schema_extra={"cli": ["--use-gpu/--no-gpu"], "group": "als_fit"},
     )
     refit: bool = Field(
         True,
         description="After evaluation, refit on all data for the saved model.",
-        json_schema_extra={"cli": ["--refit/--no-refit"]},
+        json_schema_extra={"cli": ["--refit/--no-refit"], "group": "als_fit"},
     )
     index_kind: IndexKind = Field(
         IndexKind.auto,
         description="Item index: auto (flat below exact_below items; above, ivf for inner product, "
         "ivf_pq from pq_above items, hnsw for cosine and l2), flat, hnsw, ivf, ivf_pq.",
+        json_schema_extra={"group": "index"},
     )
-    index_metric: Metric = Field(Metric.ip, description="ip (ALS scores), cosine or l2.")
+    index_metric: Metric = Field(
+        Metric.ip, description="ip (ALS scores), cosine or l2.", json_schema_extra={"group": "index"}
+    )
     exact_below: int = Field(20_000, ge=0, description="auto: catalogs smaller than this get an exact index.")
     pq_above: int = Field(
         250_000,
@@ -131,47 +188,83 @@ class TrainSettings(BaseSettings):
     pq_rerank: int = Field(
         1_000, ge=1, le=100_000, description="ivf_pq: candidates fetched and re-scored exactly per search."
     )
-    hnsw_m: int = Field(32, ge=4, le=256, description="HNSW graph degree.")
-    ef_construction: int = Field(200, ge=8, le=4096, description="HNSW build-time beam width.")
+    hnsw_m: int = Field(
+        32, ge=4, le=256, description="HNSW graph degree.", json_schema_extra={"group": "index"}
+    )
+    ef_construction: int = Field(
+        200, ge=8, le=4096, description="HNSW build-time beam width.", json_schema_extra={"group": "index"}
+    )
     ef_search: int = Field(
         64,
         ge=1,
         le=32_768,
         description="HNSW search beam to start calibration from (raised until recall 0.99).",
+        json_schema_extra={"group": "index"},
     )
     recent_limit: int = Field(50, ge=1, le=10_000, description="Recent items kept per user profile.")
     # -- train-all: the other models and the tiers they serve -----------------------------------
-    content_dim: int = Field(64, ge=2, le=1024, description="Content vector size (truncated SVD).")
+    content_dim: int = Field(
+        64,
+        ge=2,
+        le=1024,
+        description="Content vector size (truncated SVD).",
+        json_schema_extra={"group": "models"},
+    )
     two_tower: bool = Field(
         True,
         description="Train the Two-Tower model and fit the ensemble (train-all).",
-        json_schema_extra={"cli": ["--two-tower/--no-two-tower"]},
+        json_schema_extra={"cli": ["--two-tower/--no-two-tower"], "group": "models"},
     )
-    two_tower_dim: int = Field(64, ge=4, le=1024, description="Two-Tower embedding size.")
-    two_tower_epochs: int = Field(40, ge=1, le=1000, description="Two-Tower epoch cap (early-stopped).")
-    device: str = Field("cpu", description="torch device of the Two-Tower model: cpu, cuda, cuda:0.")
-    warm_min_interactions: int = Field(5, ge=1, description="Tier table: users below this are cold.")
-    hot_min_interactions: int = Field(20, ge=2, description="Tier table: users from this on are hot.")
+    two_tower_dim: int = Field(
+        64, ge=4, le=1024, description="Two-Tower embedding size.", json_schema_extra={"group": "models"}
+    )
+    two_tower_epochs: int = Field(
+        40,
+        ge=1,
+        le=1000,
+        description="Two-Tower epoch cap (early-stopped).",
+        json_schema_extra={"group": "models"},
+    )
+    device: str = Field(
+        "cpu",
+        description="torch device of the Two-Tower model: cpu, cuda, cuda:0.",
+        json_schema_extra={"group": "models"},
+    )
+    warm_min_interactions: int = Field(
+        5, ge=1, description="Tier table: users below this are cold.", json_schema_extra={"group": "tiers"}
+    )
+    hot_min_interactions: int = Field(
+        20, ge=2, description="Tier table: users from this on are hot.", json_schema_extra={"group": "tiers"}
+    )
     # -- the Spark engine (train --engine spark) -------------------------------------------------
     engine: Engine = Field(
-        Engine.implicit, description="ALS engine: implicit (this machine) or spark (MLlib)."
+        Engine.implicit,
+        description="ALS engine: implicit (this machine) or spark (MLlib).",
+        json_schema_extra={"group": "spark"},
     )
     spark_master: str = Field(
         "local[*]",
         description="Spark master URL: local[*], spark://host:7077, yarn, k8s://...",
-        json_schema_extra={"cli": ["--master", "--spark-master"]},
+        json_schema_extra={"cli": ["--master", "--spark-master"], "group": "spark"},
     )
     spark_driver_memory: str = Field(
-        "4g", description="Spark driver heap (it holds the pairs on their way in and the factors out)."
+        "4g",
+        description="Spark driver heap (it holds the pairs on their way in and the factors out).",
+        json_schema_extra={"group": "spark"},
     )
     spark_partitions: int | None = Field(
-        None, ge=1, le=100_000, description="ALS blocks and shuffle partitions; unset = Spark's parallelism."
+        None,
+        ge=1,
+        le=100_000,
+        description="ALS blocks and shuffle partitions; unset = Spark's parallelism.",
+        json_schema_extra={"group": "spark"},
     )
     spark_reg_param: float | None = Field(
         None,
         ge=0,
         description="MLlib's own regParam (scaled per row by its positives, ALS-WR); unset = derived "
         "from --regularization.",
+        json_schema_extra={"group": "spark"},
     )
     spark_jars: str | None = Field(
         None,

@@ -7,8 +7,8 @@ repeatable lists), its help text (the field's description plus its RECSYS_ varia
 shown in --help, and its bounds (checked by pydantic, reported as one line by `friendly_errors`).
 The options appear in the command's --help where its `settings` parameter stands.
 
-Adding a training option: a field on TrainSettings, and its name in the group of every command
-that should take it.
+Adding a training option is one declaration: a field on TrainSettings whose
+`json_schema_extra={"group": ...}` names its group; every command that takes the group gets it.
 """
 
 from __future__ import annotations
@@ -44,17 +44,28 @@ _EXTRAS: dict[str, tuple[Any, Any]] = {
     "seed_defaults": (SeedDefaultsOpt, False),
 }
 
-# -- the settings groups: TrainSettings field names (and the extras above) --------------------------
-READING = ("timestamp_unit", "drop_invalid_rows", "event_weight")
-ITEMS = ("list_separator", "categorical", "numeric", "item_duplicates")
-FILTERS = ("min_interactions", "min_item_interactions")
-ALS = ("factors", "regularization", "alpha", "iterations", "scaling", "popularity_discount")
-ALS_FIT = ("max_iterations", "validate_every", "biases", "use_gpu", "refit")
-HOLDOUT = ("test_split", "k", "seed")
-INDEX = ("index_kind", "index_metric", "hnsw_m", "ef_construction", "ef_search")
-MODELS = ("content_dim", "two_tower", "two_tower_dim", "two_tower_epochs", "device")
-TIERS = ("warm_min_interactions", "hot_min_interactions")
-SPARK = ("engine", "spark_master", "spark_driver_memory", "spark_partitions", "spark_reg_param")
+# -- the settings groups: each field names its group (`json_schema_extra={"group": ...}`) ---------
+
+
+def fields_in(group: str) -> tuple[str, ...]:
+    """The TrainSettings fields of a group, in declaration order."""
+    return tuple(
+        name
+        for name, field in _FIELDS.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("group") == group
+    )
+
+
+READING = (*fields_in("reading"), "event_weight")
+ITEMS = fields_in("items")
+FILTERS = fields_in("filters")
+ALS = fields_in("als")
+ALS_FIT = fields_in("als_fit")
+HOLDOUT = fields_in("holdout")
+INDEX = fields_in("index")
+MODELS = fields_in("models")
+TIERS = fields_in("tiers")
+SPARK = fields_in("spark")
 
 Group = str | tuple[str, ...]
 
