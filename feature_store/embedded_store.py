@@ -178,10 +178,14 @@ class EmbeddedStore:
         if self._artifacts is None:
             return
         path = self._artifacts / PINS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{PINS_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(pins) + "\n")
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(pins) + "\n")
+            tmp.replace(path)
+        except OSError:
+            # A read-only artifacts mount (the Docker example): pins stay in this process, which
+            # is all an embedded store serves; only its own cleanup could delete a version.
+            return
 
     async def pinned_versions(self) -> set[str]:
         now = time.time()

@@ -186,3 +186,13 @@ async def test_rewriting_a_version_is_idempotent(store: FeatureStore) -> None:
     profile = await store.get_profile("als_v1", table.user_ids[5])
     assert profile.count == table.counts[5]
     np.testing.assert_array_equal(profile.embeddings["als"], table.embeddings["als"][5])
+
+
+async def test_an_embedded_store_that_cannot_write_its_folder_keeps_its_pins_in_memory(tmp_path) -> None:
+    from feature_store.embedded_store import EmbeddedStore
+
+    not_a_folder = tmp_path / "a-file"  # writes under it fail even for root, as on a read-only mount
+    not_a_folder.write_text("")
+    store = EmbeddedStore(not_a_folder)
+    await store.pin("server", ["als_v2"], ttl_s=30)
+    assert await store.pinned_versions() == {"als_v2"}
