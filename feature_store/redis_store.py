@@ -483,7 +483,7 @@ class RedisStore:
             profile.seen = base.seen
             profile.recent_items, profile.recent_weights = base.recent_items, base.recent_weights
         if view is not None and live:
-            fold_live(profile, unpack_records(live[-cap:]), view, recent_limit)
+            fold_live(profile, unpack_records(live), view, recent_limit)  # LRANGE read at most `cap`
         else:
             profile.recent_items = profile.recent_items[-recent_limit:]
             profile.recent_weights = profile.recent_weights[-recent_limit:]

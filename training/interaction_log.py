@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from training.errors import NoInteractionsError, TrainingInputError
 from training.events import event_weights_for
-from training.timestamps import EpochUnit, epoch_seconds
+from training.timestamps import NUMBER, EpochUnit, epoch_seconds
 
 REQUIRED = ("user_id", "item_id")
 
@@ -84,7 +84,7 @@ def _numeric_weights(column: pa.ChunkedArray, source: str) -> np.ndarray:
     """The `weight` column as float32, NaN where a cell is empty or not a number."""
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         text = pc.utf8_trim_whitespace(column)
-        number = pc.match_substring_regex(text, r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+        number = pc.match_substring_regex(text, NUMBER)
         column = pc.cast(pc.if_else(pc.fill_null(number, False), text, None), pa.float64())
     try:
         values = pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False)

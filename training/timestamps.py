@@ -28,7 +28,8 @@ from training.errors import TrainingInputError
 
 PLAUSIBLE_FROM = 631_152_000  # 1990-01-01T00:00:00Z
 _YEAR = 366 * 86_400
-_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+# A decimal number as text (no surrounding blanks): one pattern for times, weights and attributes.
+NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
 
 
 class EpochUnit(StrEnum):
@@ -185,7 +186,7 @@ def epoch_seconds(
         text = pc.utf8_trim_whitespace(pc.cast(col, pa.string()))
         text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
         filled = pc.drop_null(text)
-        if len(filled) and pc.all(pc.match_substring_regex(filled, _NUMBER)).as_py():
+        if len(filled) and pc.all(pc.match_substring_regex(filled, NUMBER)).as_py():
             col = pc.cast(text, pa.float64())  # epoch numbers written as text (a CSV, a text column)
         else:
             parsed, naive = _parse_iso(text)

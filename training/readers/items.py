@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.errors import TrainingInputError
+from training.timestamps import NUMBER
 
 TEXT_COLUMNS = ("text", "title", "description", "name")  # free text: read by the content model, never split
-_NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
 
 
 class DuplicatePolicy(StrEnum):
@@ -128,7 +128,7 @@ def _text_column(
         return text
     filled = pc.drop_null(text)
     if name in options.numeric:
-        is_number = pc.match_substring_regex(pc.utf8_trim_whitespace(text), _NUMBER)
+        is_number = pc.match_substring_regex(pc.utf8_trim_whitespace(text), NUMBER)
         words = int(pc.sum(pc.invert(pc.fill_null(is_number, True))).as_py() or 0)
         if words:
             notes.append(f"item metadata: {name}: {words:,} values that are not numbers read as missing")
@@ -137,7 +137,7 @@ def _text_column(
     if name in options.categorical:
         return text
     if len(filled):
-        is_number = pc.match_substring_regex(pc.utf8_trim_whitespace(filled), _NUMBER)
+        is_number = pc.match_substring_regex(pc.utf8_trim_whitespace(filled), NUMBER)
         numbers = int(pc.sum(is_number).as_py() or 0)
         if 0 < numbers < len(filled):
             word = pc.filter(filled, pc.invert(is_number))[0].as_py()
