@@ -105,7 +105,7 @@ def main() -> None:
     with spark_session(settings) as spark:
         for name, dataset in _datasets(args.data.split(",")).items():
             parts = split(dataset.matrix, SplitKind.random, test_fraction=0.2, times=dataset.times, seed=42)
-            params, _ = ImplicitEngine().select(parts.train, settings, print)
+            params = ImplicitEngine().select(parts.train, settings, print).params
             params = replace(params, calculate_loss=False)
             label = (
                 f"f{params.factors} reg {params.regularization:g} alpha {params.alpha:g} "

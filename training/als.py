@@ -51,7 +51,7 @@ class IterationRecord:
     iteration: int
     seconds: float
     loss: float | None
-    validation_ndcg: float | None = None
+    validation_score: float | None = None  # the selection metric (`Validation.metric`) when measured
 
 
 @dataclass
@@ -65,6 +65,7 @@ class AlsResult:
     model: Any = None  # implicit's model object, for its own `save`
     loss_pairs: int | None = None  # stored pairs the loss was summed over, when it was estimated
     item_weights: np.ndarray | None = None  # float32 per item, when popularity_discount is set
+    lost_race: bool = False  # stopped early, trailing `Validation.race`
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
@@ -85,21 +86,53 @@ class SampledHoldout:
 
 @dataclass(frozen=True)
 class Validation:
-    """Validation for early stopping: NDCG@k every `every` iterations, on a full ranking of the
-    `holdout` items, or, when `sampled` is given, on the NCF-style sampled protocol."""
+    """Validation for early stopping: `metric`@k at checkpoints (`next_checkpoint`), on a full
+    ranking of the `holdout` items, or, when `sampled` is given, NDCG@k on the NCF-style sampled protocol.
+
+    `k` is the depth the service answers at (tens of candidates), not 10: the selection has to
+    prefer the model whose 20th item is right too. A checkpoint counts as progress only when it
+    beats the best so far by more than `tolerance` (relative): ALS creeps up by a few hundredths
+    of a percent for many sweeps after it has converged, which would keep a fit going for nothing.
+
+    With a `race` (the incumbent's score by iteration) the fit stops as a loser once it trails
+    that curve by more than `race_margin` at two checkpoints in a row from `race_from` on: a
+    configuration that is clearly behind after a few sweeps does not catch up, so a loser costs
+    a few sweeps instead of a whole fit.
+    """
 
     holdout: sp.csr_matrix
-    every: int = 5
+    every: int = 2
     patience: int = 2
-    k: int = 10
+    k: int = 20
+    metric: str = "recall"  # or "ndcg"
     max_users: int = 3000
     sampled: SampledHoldout | None = None
+    tolerance: float = 0.002
+    race: tuple[tuple[int, float], ...] = ()
+    race_margin: float = 0.02
+    race_from: int = 6
 
     def score(self, users: np.ndarray, items: np.ndarray, train: sp.csr_matrix) -> float:
         if self.sampled is not None:
             s = self.sampled
             return evaluate_sampled(users, items, s.users, s.positives, s.negatives, self.k).ndcg
-        return evaluate_ranking(users, items, train, self.holdout, k=self.k, max_users=self.max_users).ndcg
+        result = evaluate_ranking(users, items, train, self.holdout, k=self.k, max_users=self.max_users)
+        return result.recall if self.metric == "recall" else result.ndcg
+
+    def next_checkpoint(self, iteration: int) -> int:
+        """Every `every` sweeps early on, where the best iteration count is decided and a few
+        sweeps make a difference; then a quarter of the sweeps so far (2, 4, 6, 8, 10, 12, 15,
+        19, 24, 30 at every=2), because each checkpoint ranks the whole catalog for thousands
+        of users and costs about as much as a few sweeps at 64 factors."""
+        return iteration + max(self.every, round(iteration / 4))
+
+    def trails(self, iteration: int, score: float) -> bool:
+        """Whether `score` at `iteration` is behind the incumbent's best by then, by more than
+        the margin."""
+        if not self.race or iteration < self.race_from:
+            return False
+        reached = [value for it, value in self.race if it <= iteration] or [self.race[0][1]]
+        return score < max(reached) * (1.0 - self.race_margin)
 
 
 def _to_numpy(factors: Any) -> np.ndarray:
@@ -161,7 +194,14 @@ def fit_als(
     The loss sums at most `loss_max_pairs` stored pairs (0 = all; see `training.loss`)."""
     confidences, item_weights = confidence_matrix(matrix, params.scaling, params.popularity_discount)
     history: list[IterationRecord] = []
-    best: dict[str, Any] = {"ndcg": -1.0, "iteration": None, "factors": None, "bad": 0}
+    best: dict[str, Any] = {
+        "score": -1.0,
+        "iteration": None,
+        "factors": None,
+        "bad": 0,
+        "behind": 0,
+        "next_check": validation.every if validation is not None else 0,
+    }
     model: Any
 
     def observe(
@@ -172,22 +212,23 @@ def fit_als(
     ) -> None:
         record = IterationRecord(iteration + 1, float(seconds), None if loss is None else float(loss))
         if validation is not None and (
-            (iteration + 1) % validation.every == 0 or iteration + 1 == params.iterations
+            iteration + 1 == best["next_check"] or iteration + 1 == params.iterations
         ):
+            best["next_check"] = validation.next_checkpoint(iteration + 1)
             users, items = factors()
-            record.validation_ndcg = validation.score(users, items, confidences)
-            if record.validation_ndcg > best["ndcg"]:
-                best.update(
-                    ndcg=record.validation_ndcg,
-                    iteration=iteration + 1,
-                    factors=(users.copy(), items.copy()),
-                    bad=0,
-                )
-            else:
-                best["bad"] += 1
+            score = validation.score(users, items, confidences)
+            record.validation_score = score
+            progressed = score > best["score"] * (1.0 + validation.tolerance)
+            if score > best["score"]:
+                best.update(score=score, iteration=iteration + 1, factors=(users.copy(), items.copy()))
+            best["bad"] = 0 if progressed else best["bad"] + 1
+            best["behind"] = best["behind"] + 1 if validation.trails(iteration + 1, score) else 0
         history.append(record)
         if on_iteration is not None:
             on_iteration(record)
+        if validation is not None and best["behind"] >= 2:
+            best["lost_race"] = True
+            raise _StopTrainingError
         if validation is not None and best["bad"] >= validation.patience:
             raise _StopTrainingError
 
@@ -254,4 +295,5 @@ def fit_als(
         model=model,
         loss_pairs=None if pairs is None or pairs.exact else len(pairs.rows),
         item_weights=item_weights,
+        lost_race=bool(best.get("lost_race")),
     )

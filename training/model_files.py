@@ -72,5 +72,7 @@ def write_model_set(
             )
             for h in tt.history
         ]
-        plot_training_curve(records, folder / TWO_TOWER_CURVE, "Two-Tower training")
+        plot_training_curve(
+            records, folder / TWO_TOWER_CURVE, "Two-Tower training", validation_label="validation NDCG@10"
+        )
     return metas

@@ -29,7 +29,7 @@ from training.readers.movielens import read_ncf
 from training.settings import TrainSettings
 from training.splits import split
 from training.tier_eval import TierReport, evaluate_tiers
-from training.tune import SEARCHED, Searcher, Trial, auto_select, is_binary
+from training.tune import SEARCHED, START_FACTORS, Searcher, Selection, Trial, auto_select, is_binary
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -49,7 +49,7 @@ def base_params(settings: TrainSettings, matrix_is_binary: bool) -> AlsParams:
     """The starting point of the search (or the final values when everything is pinned)."""
     scaling = settings.scaling or (Scaling.binary if matrix_is_binary else Scaling.log)
     return AlsParams(
-        factors=settings.factors,
+        factors=settings.factors or START_FACTORS,
         regularization=10.0 if settings.regularization is None else settings.regularization,
         alpha=4.0 if settings.alpha is None else settings.alpha,
         iterations=settings.iterations or settings.max_iterations,
@@ -92,18 +92,19 @@ def dataset_from_log(log: InteractionLog, settings: TrainSettings) -> Dataset:
 
 def choose_params(
     train: Any, settings: TrainSettings, progress: Progress = _quiet, sampled_negatives: int = 0
-) -> tuple[AlsParams, list[Trial]]:
+) -> Selection:
     """Pinned values are used as given; the rest are chosen on a validation holdout of `train`."""
     binary = is_binary(train)
     base = base_params(settings, binary)
     pinned = pinned_names(settings)
     if set(SEARCHED) <= pinned or (binary and set(SEARCHED) - {"scaling"} <= pinned):
-        return base, []
+        return Selection(base)
 
     def report(t: Trial) -> None:
+        trailing = ", stopped trailing" if t.lost_race else ""
         progress(
-            f"  tried {t.row()['label']}: validation NDCG@10 {t.validation_ndcg:.4f} "
-            f"(best at iteration {t.best_iteration}, {t.seconds:.1f}s)"
+            f"  tried {t.row()['label']}: validation {searcher.metric_name} {t.score:.4f} "
+            f"(best at iteration {t.best_iteration}{trailing}, {t.seconds:.1f}s)"
         )
 
     searcher = Searcher(
@@ -113,7 +114,7 @@ def choose_params(
         sampled_negatives=sampled_negatives,
         on_trial=report,
     )
-    return auto_select(searcher, base, pinned=pinned, binary_data=binary)
+    return auto_select(searcher, base, pinned=pinned, binary_data=binary, max_factors=settings.max_factors)
 
 
 class AlsEngine(Protocol):
@@ -122,9 +123,7 @@ class AlsEngine(Protocol):
 
     name: str
 
-    def select(
-        self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress
-    ) -> tuple[AlsParams, list[Trial]]: ...
+    def select(self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress) -> Selection: ...
 
     def fit(
         self,
@@ -143,9 +142,7 @@ class ImplicitEngine:
 
     name = "implicit"
 
-    def select(
-        self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress
-    ) -> tuple[AlsParams, list[Trial]]:
+    def select(self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress) -> Selection:
         return choose_params(train, settings, progress)
 
     def fit(
@@ -187,9 +184,13 @@ def holdout_metrics(
         times=dataset.times,
         seed=settings.seed,
     )
-    chosen, trials = engine.select(parts.train, settings, progress)
-    trials_out.extend(trials)
-    result = engine.fit(parts.train, chosen)
+    selection = engine.select(parts.train, settings, progress)
+    chosen = selection.params
+    trials_out.extend(selection.trials)
+    # The search's winner was fitted on the training part less its validation holdout: it is
+    # scored as it is (a slightly pessimistic estimate) rather than fitted again, which would
+    # add a whole fit at the chosen size to every default `train`.
+    result = selection.winner or engine.fit(parts.train, chosen)
     reference = result.item_factors  # diversity of both lists measured in the same space
     als = evaluate_lists(result.user_factors, reference, parts.train, parts.test, reference, k=settings.k)
     pop_u, pop_i = popularity_factors(parts.train)
@@ -199,9 +200,14 @@ def holdout_metrics(
         "test_fraction": settings.test_split,
         "train_pairs": int(parts.train.nnz),
         "test_pairs": int(parts.test.nnz),
+        "als_fitted_on": "training part less the search's validation holdout"
+        if selection.winner is not None
+        else "training part",
         "als": als,
         "popularity": pop,
     }
+    if selection.trials:
+        metrics["selection_metric"] = f"validation {selection.metric}"
     return metrics, chosen, result
 
 
@@ -228,7 +234,10 @@ def train(
         metrics, params, result = holdout_metrics(dataset, settings, trials, progress, engine)
         timings["holdout"] = time.perf_counter() - t0
     else:
-        params, trials = engine.select(dataset.matrix, settings, progress)
+        selection = engine.select(dataset.matrix, settings, progress)
+        params, trials = selection.params, selection.trials
+        if trials:
+            metrics["selection_metric"] = f"validation {selection.metric}"
         result = None
         timings["select"] = time.perf_counter() - t0
     if result is None or settings.refit:
@@ -294,9 +303,11 @@ def train_all(
         metrics["tiers"] = tiers.as_dict()
         timings["evaluation"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    params, trials = choose_params(dataset.matrix, settings, progress)
-    if trials:
-        metrics["selection"] = [t.row() for t in trials]
+    selection = choose_params(dataset.matrix, settings, progress)
+    params = selection.params
+    if selection.trials:
+        metrics["selection"] = [t.row() for t in selection.trials]
+        metrics["selection_metric"] = f"validation {selection.metric}"
     models = fit_model_set(
         dataset.matrix,
         dataset.times,
@@ -344,7 +355,8 @@ def evaluate_ncf(folder: Path, settings: TrainSettings, progress: Progress = _qu
     dataset = build_dataset(log)
     # Validation mirrors the protocol: a held-out training item per user against 99 negatives.
     width = max(len(n) for n in data.negatives)
-    params, trials = choose_params(dataset.matrix, settings, progress, sampled_negatives=width)
+    selection = choose_params(dataset.matrix, settings, progress, sampled_negatives=width)
+    params, trials = selection.params, selection.trials
     result = fit_als(dataset.matrix, replace(params, calculate_loss=False))
     users_idx, items_idx = dataset.user_index(), dataset.item_index()
     # An item absent from training (2 test items here) maps to an all-zero row: it scores 0,

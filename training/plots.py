@@ -39,11 +39,15 @@ def _figure(width: float, height: float) -> Any:
 
 
 def plot_training_curve(
-    history: list[IterationRecord], path: Path, title: str, loss_label: str = "training loss"
+    history: list[IterationRecord],
+    path: Path,
+    title: str,
+    loss_label: str = "training loss",
+    validation_label: str = "validation",
 ) -> Path | None:
-    """Loss per iteration (left axis) and validation NDCG@10 where measured (right axis)."""
+    """Loss per iteration (left axis) and the validation metric where measured (right axis)."""
     losses = [(h.iteration, h.loss) for h in history if h.loss is not None]
-    vals = [(h.iteration, h.validation_ndcg) for h in history if h.validation_ndcg is not None]
+    vals = [(h.iteration, h.validation_score) for h in history if h.validation_score is not None]
     if not losses and not vals:
         return None
     fig = _figure(7, 4)
@@ -56,7 +60,7 @@ def plot_training_curve(
     if vals:
         ax2 = ax.twinx()
         ax2.plot([i for i, _ in vals], [v for _, v in vals], marker="s", color="tab:orange")
-        ax2.set_ylabel("validation NDCG@10", color="tab:orange")
+        ax2.set_ylabel(validation_label, color="tab:orange")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)

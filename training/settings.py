@@ -88,7 +88,21 @@ class TrainSettings(BaseSettings):
     min_item_interactions: int = Field(
         1, ge=1, description="Drop items with fewer positive users.", json_schema_extra={"group": "filters"}
     )
-    factors: int = Field(64, ge=1, le=4096, description="Embedding size.", json_schema_extra={"group": "als"})
+    factors: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Embedding size; unset = chosen on validation, doubling from 64 up to max_factors.",
+        json_schema_extra={"group": "als"},
+    )
+    max_factors: int = Field(
+        1024,
+        ge=1,
+        le=4096,
+        description="Largest size the search may choose. Per ALS sweep, time grows with "
+        "(users + items) x factors^2 and memory with (users + items) x factors x 4 bytes.",
+        json_schema_extra={"group": "als_fit"},
+    )
     regularization: float | None = Field(
         None,
         ge=0,
@@ -109,7 +123,7 @@ class TrainSettings(BaseSettings):
         json_schema_extra={"group": "als"},
     )
     max_iterations: int = Field(
-        20,
+        30,
         ge=1,
         le=1000,
         description="Cap when iterations are chosen.",
@@ -149,7 +163,7 @@ class TrainSettings(BaseSettings):
         json_schema_extra={"group": "holdout"},
     )
     validate_every: int = Field(
-        5,
+        2,
         ge=1,
         description="Validation every N iterations (early stopping).",
         json_schema_extra={"group": "als_fit"},

@@ -163,7 +163,7 @@ def evaluate_tiers(
     fraction = settings.test_split if settings.test_split > 0 else 0.2
     parts = tier_split(dataset.matrix, dataset.times, test_fraction=fraction, seed=settings.seed)
     progress(f"tier split: {parts.train.nnz:,} training and {parts.test.nnz:,} held-out pairs")
-    als_params, _ = choose_params(parts.train, settings, progress)
+    als_params = choose_params(parts.train, settings, progress).params
     models = fit_model_set(
         parts.train,
         parts.train_times,

@@ -56,17 +56,37 @@ def test_factors_are_float32_and_shaped_like_the_matrix(synthetic_split) -> None
 def test_early_stopping_stops_and_keeps_the_best_iterations_factors(synthetic_split) -> None:
     holdout = validation_split(synthetic_split.train, 0.1, seed=1)
     # A regularisation this weak on few factors overfits: validation peaks, then decays.
-    params = AlsParams(factors=32, regularization=0.001, alpha=40.0, iterations=40, calculate_loss=False)
+    params = AlsParams(factors=64, regularization=0.001, alpha=40.0, iterations=40, calculate_loss=False)
     val = Validation(holdout.test, every=2, patience=2)
     result = fit_als(holdout.train, params, validation=val)
-    measured = [h for h in result.history if h.validation_ndcg is not None]
+    measured = [h for h in result.history if h.validation_score is not None]
     assert len(result.history) < params.iterations
-    best = max(measured, key=lambda h: h.validation_ndcg)
+    best = max(measured, key=lambda h: h.validation_score or 0.0)
     assert result.best_iteration == best.iteration
     again = evaluate_ranking(
-        result.user_factors, result.item_factors, holdout.train, holdout.test, max_users=val.max_users
+        result.user_factors, result.item_factors, holdout.train, holdout.test, k=20, max_users=val.max_users
     )
-    assert again.ndcg == pytest.approx(best.validation_ndcg, rel=1e-6)
+    assert again.recall == pytest.approx(best.validation_score, rel=1e-6)
+
+
+def test_checkpoints_are_every_two_sweeps_early_then_a_quarter_of_the_sweeps_so_far(synthetic_split) -> None:
+    val = Validation(synthetic_split.test, every=2)
+    points = [2]
+    while points[-1] < 30:
+        points.append(val.next_checkpoint(points[-1]))
+    assert points == [2, 4, 6, 8, 10, 12, 15, 19, 24, 30]
+
+
+def test_a_fit_trailing_the_incumbent_stops_as_a_loser(synthetic_split) -> None:
+    holdout = validation_split(synthetic_split.train, 0.1, seed=1)
+    params = AlsParams(factors=16, regularization=1.0, alpha=4.0, iterations=30, calculate_loss=False)
+    unbeatable = tuple((it, 1.0) for it in range(2, 31, 2))
+    patient = Validation(holdout.test, patience=100)
+    raced = fit_als(holdout.train, params, validation=replace(patient, race=unbeatable, race_from=6))
+    assert raced.lost_race
+    assert [h.iteration for h in raced.history][-1] == 8  # behind at 6 and 8: stopped there
+    free = fit_als(holdout.train, params, validation=patient)
+    assert not free.lost_race and len(free.history) == params.iterations
 
 
 def test_dislikes_push_items_down(small_synthetic) -> None:

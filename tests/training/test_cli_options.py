@@ -74,8 +74,8 @@ def test_a_bad_value_is_one_line_naming_option_and_variable(monkeypatch) -> None
 
 
 def test_an_unknown_field_in_a_group_is_refused_when_the_command_is_defined() -> None:
-    with pytest.raises(TypeError, match="max_factors"):
-        _probe(("factors", "max_factors"))
+    with pytest.raises(TypeError, match="factor_budget"):
+        _probe(("factors", "factor_budget"))
 
 
 @pytest.mark.parametrize(

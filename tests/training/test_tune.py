@@ -1,3 +1,4 @@
+import math
 from dataclasses import replace
 
 import pytest
@@ -7,7 +8,7 @@ from training.confidence import Scaling
 from training.dataset import build_dataset
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.interaction_log import from_table
-from training.tune import ALPHA_LADDER, DISCOUNT_LADDER, REG_LADDER, Searcher, auto_select
+from training.tune import ALPHA_LADDER, DISCOUNT_LADDER, MIN_GAIN, REG_LADDER, Searcher, Trial, auto_select
 
 
 @pytest.fixture(scope="module")
@@ -21,29 +22,106 @@ BASE = AlsParams(factors=8, regularization=10.0, alpha=4.0, iterations=6, scalin
 
 def test_pinned_parameters_are_never_searched(searcher) -> None:
     s = Searcher(searcher, every=3)
-    chosen, trials = auto_select(s, BASE, pinned={"alpha", "scaling", "iterations"})
-    assert {t.params.alpha for t in trials} == {4.0}
-    assert {t.params.scaling for t in trials} == {Scaling.log}
-    assert chosen.alpha == 4.0 and chosen.iterations == 6
-    assert {t.params.regularization for t in trials} >= set(REG_LADDER)
+    pinned = {"alpha", "scaling", "iterations", "factors"}
+    selection = auto_select(s, BASE, pinned=pinned)
+    assert {t.params.alpha for t in selection.trials} == {4.0}
+    assert {t.params.scaling for t in selection.trials} == {Scaling.log}
+    assert {t.params.factors for t in selection.trials} == {8}
+    assert selection.params.alpha == 4.0 and selection.params.iterations == 6
+    assert {t.params.regularization for t in selection.trials} >= set(REG_LADDER)
 
 
-def test_selection_picks_the_best_validation_trial_and_its_iteration(searcher) -> None:
+def test_selection_returns_the_winning_trial_with_its_iteration_and_its_fit(searcher) -> None:
     s = Searcher(searcher, every=3)
-    chosen, trials = auto_select(s, BASE, pinned={"scaling"})
-    best = max(trials, key=lambda t: t.validation_ndcg)
-    assert replace(chosen, iterations=best.params.iterations) == best.params
-    assert chosen.iterations == best.best_iteration
-    assert {t.params.alpha for t in trials} >= set(ALPHA_LADDER)
+    selection = auto_select(s, BASE, pinned={"scaling"}, max_factors=16)
+    chosen = selection.params
+    winner = next(t for t in selection.trials if replace(t.params, iterations=chosen.iterations) == chosen)
+    assert chosen.iterations == winner.best_iteration
+    assert winner.score >= max(t.score for t in selection.trials) / (1.0 + MIN_GAIN)
+    assert {t.params.alpha for t in selection.trials} >= set(ALPHA_LADDER)
+    assert max(t.params.factors for t in selection.trials) <= 16
+    assert selection.winner is not None and selection.winner.item_factors.shape[1] == chosen.factors
+    assert selection.metric == "recall@20"
 
 
 def test_the_popularity_discount_is_searched_unless_pinned(searcher) -> None:
-    searched = auto_select(Searcher(searcher, every=3), BASE, pinned={"scaling", "alpha"})[1]
+    pinned = {"scaling", "alpha", "factors"}
+    searched = auto_select(Searcher(searcher, every=3), BASE, pinned=pinned).trials
     assert {t.params.popularity_discount for t in searched} == set(DISCOUNT_LADDER)
-    pinned = {"scaling", "alpha", "popularity_discount"}
-    kept = auto_select(Searcher(searcher, every=3), replace(BASE, popularity_discount=0.25), pinned=pinned)
-    assert {t.params.popularity_discount for t in kept[1]} == {0.25}
-    assert kept[0].popularity_discount == 0.25
+    kept = auto_select(
+        Searcher(searcher, every=3),
+        replace(BASE, popularity_discount=0.25),
+        pinned=pinned | {"popularity_discount"},
+    )
+    assert {t.params.popularity_discount for t in kept.trials} == {0.25}
+    assert kept.params.popularity_discount == 0.25
+
+
+class ScriptedSearcher(Searcher):
+    """The search logic on a known landscape: each configuration's validation score is a
+    formula, so where the search ends up is checkable without fitting anything."""
+
+    def __init__(self, landscape) -> None:
+        self.trials = []
+        self._results = {}
+        self._cache = {}
+        self._on_trial = None
+        self.landscape = landscape
+
+    @property
+    def metric_name(self) -> str:
+        return "recall@20"
+
+    def score(self, params, race=None, race_from=6):
+        key = replace(params, calculate_loss=False)
+        if key not in self._cache:
+            self._cache[key] = Trial(params, self.landscape(params), 10, 0.0, ((10, self.landscape(params)),))
+            self.trials.append(self._cache[key])
+        return self._cache[key]
+
+
+def landscape(best_size: int, gain: float):
+    """Alpha best at 16; each doubling up to `best_size` gains `gain` when its L2 is 10x the
+    previous size's (1 at 64 factors), and loses otherwise."""
+
+    def score(p: AlsParams) -> float:
+        doublings = math.log2(p.factors / 64)
+        ideal_reg = 10.0**doublings
+        value = (
+            0.2
+            - 0.01 * abs(math.log(p.alpha / 16.0, 4))
+            - 0.004 * abs(math.log10(p.regularization / ideal_reg))
+        )
+        sized = min(doublings, math.log2(best_size / 64))
+        return value * (1.0 + gain) ** sized * (0.9 ** max(0.0, doublings - sized))
+
+    return score
+
+
+def test_the_size_doubles_while_it_wins_with_regularisation_rising_with_it() -> None:
+    selection = auto_select(
+        ScriptedSearcher(landscape(256, 0.03)), replace(BASE, factors=64), binary_data=True
+    )
+    assert selection.params.factors == 256
+    assert selection.params.regularization == 100.0
+    assert selection.params.alpha == 16.0
+    assert {t.params.factors for t in selection.trials} == {64, 128, 256, 512}
+
+
+def test_the_size_stops_at_max_factors() -> None:
+    selection = auto_select(
+        ScriptedSearcher(landscape(256, 0.03)), replace(BASE, factors=64), binary_data=True, max_factors=128
+    )
+    assert max(t.params.factors for t in selection.trials) == 128
+    assert selection.params.factors == 128
+
+
+def test_a_larger_model_must_win_by_more_than_the_noise_to_be_kept() -> None:
+    selection = auto_select(
+        ScriptedSearcher(landscape(1024, MIN_GAIN / 2)), replace(BASE, factors=64), binary_data=True
+    )
+    assert selection.params.factors == 64
+    assert {t.params.factors for t in selection.trials} == {64, 128}
 
 
 def test_repeated_candidates_are_fitted_once(searcher) -> None:
@@ -80,4 +158,4 @@ def test_a_sampled_protocol_searcher_validates_on_up_to_three_items_per_user(sea
         assert sampled.positives[row] in set(holdout[user].indices.tolist())
         assert not touched & set(sampled.negatives[row].tolist())
     trial = s.score(BASE)
-    assert 0.0 < trial.validation_ndcg <= 1.0
+    assert 0.0 < trial.score <= 1.0

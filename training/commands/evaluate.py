@@ -168,15 +168,15 @@ def tune(
     for candidate in candidates:
         searcher.score(candidate)
     bar.close()
-    rows = sorted((t.row() for t in searcher.trials), key=lambda r: -float(r["validation_ndcg"]))
+    rows = sorted((t.row() for t in searcher.trials), key=lambda r: -float(r["validation_score"]))
     typer.echo(
         f"{'factors':>8}{'reg':>8}{'alpha':>7}{'scaling':>9}{'discount':>10}{'iters':>7}"
-        f"{'val NDCG@10':>13}{'sec':>7}"
+        f"{'val ' + searcher.metric_name:>13}{'sec':>7}"
     )
     for r in rows:
         typer.echo(
             f"{r['factors']:>8}{r['regularization']:>8g}{r['alpha']:>7g}{r['scaling']:>9}"
-            f"{r['popularity_discount']:>10g}{r['iterations']:>7}{r['validation_ndcg']:>13.4f}"
+            f"{r['popularity_discount']:>10g}{r['iterations']:>7}{r['validation_score']:>13.4f}"
             f"{r['seconds']:>7.1f}"
         )
     out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,7 @@ def tune(
         + "\n"
     )
     (out / "trials.json").write_text(json.dumps(rows, indent=2) + "\n")
-    plot_tuning(rows, "validation_ndcg", out / "tuning.png")
+    plot_tuning(rows, "validation_score", out / "tuning.png")
     typer.echo(
         f"best: {best['label']} iterations {best['iterations']} -> {out / 'best.json'} "
         f"(train with: recsys train --factors {best['factors']} --regularization "

@@ -12,7 +12,7 @@ from training.confidence import confidence_matrix
 from training.pipeline import Progress, base_params, pinned_names
 from training.settings import TrainSettings
 from training.spark.als import fit_spark_als, spark_reg_param
-from training.tune import SEARCHED, Trial, is_binary
+from training.tune import SEARCHED, Selection, is_binary
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -29,9 +29,7 @@ class SparkEngine:
         self._partitions = settings.spark_partitions
         self._reg_param = settings.spark_reg_param
 
-    def select(
-        self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress
-    ) -> tuple[AlsParams, list[Trial]]:
+    def select(self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress) -> Selection:
         params = base_params(settings, is_binary(train))
         unpinned = set(SEARCHED) - pinned_names(settings)
         if unpinned:
@@ -39,7 +37,7 @@ class SparkEngine:
                 f"spark engine: no validation search; {', '.join(sorted(unpinned))} take the defaults "
                 f"(pin them, e.g. with values from `recsys tune` on a sample)"
             )
-        return params, []
+        return Selection(params)
 
     def fit(
         self,
