@@ -22,7 +22,7 @@ from feature_store.version_names import check_version_name
 from training.als import AlsResult
 from training.dataset import Dataset, write_mapping
 from training.indexes import IndexParams, build_index, write_index
-from training.plots import plot_training_curve
+from training.plots import plot_embeddings, plot_selection, plot_training_curve
 from training.profiles import build_profiles, write_profiles
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ MODEL_FILE = "model.npz"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 CURVE_FILE = "training_curve.png"
+SELECTION_FILE = "selection.png"
+EMBEDDINGS_FILE = "embeddings.png"
 _TMP_PREFIX = ".tmp-"
 
 
@@ -144,6 +146,14 @@ def write_als_version(
         metrics = {**metrics, "data": _data_report(dataset.info)}
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / HISTORY_FILE).write_text(json.dumps(result.history_dicts(), indent=2) + "\n")
+        if metrics.get("selection"):
+            plot_selection(metrics["selection"], metrics.get("selection_metric", ""), tmp / SELECTION_FILE)
+        plot_embeddings(
+            result.user_factors,
+            result.item_factors,
+            np.bincount(dataset.matrix.indices[dataset.matrix.data > 0], minlength=dataset.matrix.shape[1]),
+            tmp / EMBEDDINGS_FILE,
+        )
         hyper = {**result.params.as_dict(), "best_iteration": result.best_iteration}
         if result.loss_pairs:
             hyper["loss_estimated_on_pairs"] = result.loss_pairs

@@ -83,3 +83,69 @@ def plot_tuning(rows: list[dict[str, float | str]], metric: str, path: Path) -> 
     fig.tight_layout()
     fig.savefig(path)
     return path
+
+
+def plot_selection(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
+    """What the automatic search saw: the validation metric of every trial against the model
+    size (left) and the L2 penalty (right), coloured by alpha, the winner circled. A score still
+    rising at the largest size tried says `--max-factors` held the search back."""
+    if not rows:
+        return None
+    import numpy as np
+
+    fig = _figure(10, 4)
+    by_size, by_reg = fig.subplots(1, 2, sharey=True)
+    scores = [float(r["validation_score"]) for r in rows]
+    alphas = np.log10([float(r["alpha"]) for r in rows])
+    best = int(np.argmax(scores))
+    points = None
+    for ax, key, base in ((by_size, "factors", 2), (by_reg, "regularization", 10)):
+        x = [max(float(r[key]), 1e-6) for r in rows]
+        points = ax.scatter(x, scores, c=alphas, cmap="viridis", s=28)
+        ax.scatter([x[best]], [scores[best]], s=160, facecolors="none", edgecolors="red")
+        ax.set_xscale("log", base=base)
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+    by_size.set_ylabel(f"validation {metric}")
+    fig.colorbar(points, ax=by_reg, label="log10(alpha)")
+    fig.suptitle(f"automatic selection: {len(rows)} trials, the winner circled")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def plot_embeddings(user_factors: Any, item_factors: Any, popularity: Any, path: Path) -> Path:
+    """The shape of the learned space: user and item vector norms (the dot product the service
+    ranks by grows with the item norm, so a long tail of large norms means popular items
+    dominate), and the items projected on their first two principal components, coloured by
+    log popularity (a gradient along one axis means that axis is mostly popularity)."""
+    import numpy as np
+
+    fig = _figure(15, 4)
+    user_norms, item_norms, projection = fig.subplots(1, 3)
+    for ax, name, vectors, colour in (
+        (user_norms, "users", user_factors, "tab:blue"),
+        (item_norms, "items", item_factors, "tab:orange"),
+    ):
+        values = np.linalg.norm(np.asarray(vectors, np.float32), axis=1)
+        ax.hist(values, bins=50, color=colour)
+        ax.set_title(f"{name}: vector norms (median {np.median(values):.3g})")
+        ax.set_xlabel("norm")
+        ax.set_ylabel("count")
+    # Components from (and points drawn for) at most 10,000 items: the picture is the same and
+    # the SVD stays a fraction of a second at 512 factors.
+    shown = np.random.default_rng(0).permutation(len(item_factors))[:10_000]
+    items = np.asarray(item_factors, np.float64)[shown]
+    centred = items - items.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ components[:2].T
+    counts = np.asarray(popularity, np.float64)[shown]
+    order = np.argsort(counts)  # popular items drawn last, on top
+    points = projection.scatter(xy[order, 0], xy[order, 1], c=np.log1p(counts[order]), s=3, cmap="viridis")
+    fig.colorbar(points, ax=projection, label="log(1 + training users)")
+    projection.set_xlabel("principal component 1")
+    projection.set_ylabel("principal component 2")
+    projection.set_title("items, first two principal components")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

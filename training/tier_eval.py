@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from training.content import ContentModel, content_profiles, scoring_queries, scoring_vectors
 from training.dataset import Dataset
 from training.evaluation import top_k
-from training.metrics import ranking_metrics
+from training.metrics import beyond_accuracy, ranking_metrics
 from training.model_set import ModelSet, Scorer, fit_model_set, fused_top_k
 from training.settings import TrainSettings
 from training.splits import tier_split
@@ -52,6 +52,9 @@ class TierRow:
     recall: float
     ndcg: float
     coverage: float
+    diversity: float  # intra-list, over the ALS item vectors for every method (one yardstick)
+    gini: float
+    novelty: float
 
 
 @dataclass
@@ -190,9 +193,20 @@ def evaluate_tiers(
                 missing[method] = "no item metadata" if method == "content_based" else "Two-Tower disabled"
                 continue
             m = ranking_metrics(recs, parts.test[users], n_items=n_items)
+            beyond = beyond_accuracy(recs, models.als.item_factors, parts.train, n_items=n_items)
             rows.append(
                 TierRow(
-                    tier, m.users, method, method == methods[0], m.precision, m.recall, m.ndcg, m.coverage
+                    tier,
+                    m.users,
+                    method,
+                    method == methods[0],
+                    m.precision,
+                    m.recall,
+                    m.ndcg,
+                    m.coverage,
+                    beyond.diversity,
+                    beyond.gini,
+                    beyond.novelty,
                 )
             )
     split_info = {
@@ -206,15 +220,15 @@ def evaluate_tiers(
 
 def format_table(report: TierReport, title: str = "") -> str:
     k = report.k
-    head = f"| tier | users | method | P@{k} | R@{k} | NDCG@{k} | coverage |"
+    head = f"| tier | users | method | P@{k} | R@{k} | NDCG@{k} | coverage | diversity | Gini | novelty |"
     lines = [title] if title else []
-    lines += [head, "|---|---:|---|---:|---:|---:|---:|"]
+    lines += [head, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report.rows:
         name = f"**{r.method}**" if r.routed else r.method
         lines.append(
             f"| {r.tier} | {r.users:,} | {name} | {r.precision:.4f} | {r.recall:.4f} | "
-            f"{r.ndcg:.4f} | {r.coverage:.4f} |"
+            f"{r.ndcg:.4f} | {r.coverage:.4f} | {r.diversity:.3f} | {r.gini:.3f} | {r.novelty:.2f} |"
         )
     for what, why in report.missing.items():
-        lines.append(f"| {what}: not evaluated ({why}) |||||||")
+        lines.append(f"| {what}: not evaluated ({why}) ||||||||||")
     return "\n".join(lines)

@@ -32,10 +32,26 @@ def test_a_version_holds_every_file_and_verifies(tmp_path, trained) -> None:
         "metrics.json",
         "history.json",
         "training_curve.png",
+        "embeddings.png",
     }
+    assert "selection.png" not in names  # nothing was searched
     manifest = verify_version(folder)
     assert manifest.data_fingerprint == ds.fingerprint
     assert manifest.hyperparameters["factors"] == 8
+
+
+def test_a_searched_version_shows_its_trials_as_a_png(tmp_path, trained) -> None:
+    ds, result = trained
+    rows = [
+        {"factors": f, "regularization": r, "alpha": 4.0, "validation_score": 0.1 + f / 1e4 - r / 1e3}
+        for f in (64, 128)
+        for r in (0.1, 10.0)
+    ]
+    metrics = {"selection": rows, "selection_metric": "validation recall@20"}
+    folder = write_als_version(tmp_path, ds, result, metrics)
+    png = (folder / "selection.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert verify_version(folder).metrics["selection"] == rows
 
 
 def test_artifacts_load_without_pickle_and_rescore_from_files_alone(tmp_path, trained) -> None:

@@ -97,7 +97,10 @@ def test_evaluate_tiers_prints_the_table_and_writes_json(tmp_path, files) -> Non
     assert (
         ("cold", "content_based") in methods and ("hot", "ensemble") in methods and ("warm", "als") in methods
     )
-    assert "| tier | users | method | P@10 | R@10 | NDCG@10 | coverage |" in result.stdout
+    assert (
+        "| tier | users | method | P@10 | R@10 | NDCG@10 | coverage | diversity | Gini | novelty |"
+        in result.stdout
+    )
     assert not list(tmp_path.glob("als_v*"))  # evaluation writes no version
 
 

@@ -81,12 +81,12 @@ class ScriptedSearcher(Searcher):
 
 
 def landscape(best_size: int, gain: float):
-    """Alpha best at 16; each doubling up to `best_size` gains `gain` when its L2 is 10x the
-    previous size's (1 at 64 factors), and loses otherwise."""
+    """Alpha best at 16 (with L2 16, the penalty moving with alpha); each doubling up to
+    `best_size` gains `gain` when its L2 is 9x the previous size's, and loses otherwise."""
 
     def score(p: AlsParams) -> float:
         doublings = math.log2(p.factors / 64)
-        ideal_reg = 10.0**doublings
+        ideal_reg = 16.0 * 9.0**doublings
         value = (
             0.2
             - 0.01 * abs(math.log(p.alpha / 16.0, 4))
@@ -103,7 +103,8 @@ def test_the_size_doubles_while_it_wins_with_regularisation_rising_with_it() -> 
         ScriptedSearcher(landscape(256, 0.03)), replace(BASE, factors=64), binary_data=True
     )
     assert selection.params.factors == 256
-    assert selection.params.regularization == 100.0
+    at_64 = max((t for t in selection.trials if t.params.factors == 64), key=lambda t: t.score)
+    assert selection.params.regularization == pytest.approx(at_64.params.regularization * 81)
     assert selection.params.alpha == 16.0
     assert {t.params.factors for t in selection.trials} == {64, 128, 256, 512}
 
@@ -118,10 +119,17 @@ def test_the_size_stops_at_max_factors() -> None:
 
 def test_a_larger_model_must_win_by_more_than_the_noise_to_be_kept() -> None:
     selection = auto_select(
-        ScriptedSearcher(landscape(1024, MIN_GAIN / 2)), replace(BASE, factors=64), binary_data=True
+        ScriptedSearcher(landscape(128, MIN_GAIN / 2)), replace(BASE, factors=64), binary_data=True
     )
     assert selection.params.factors == 64
-    assert {t.params.factors for t in selection.trials} == {64, 128}
+    assert {t.params.factors for t in selection.trials} == {64, 128, 256}
+
+
+def test_small_gains_that_add_up_past_the_noise_are_kept() -> None:
+    selection = auto_select(
+        ScriptedSearcher(landscape(512, 0.6 * MIN_GAIN)), replace(BASE, factors=64), binary_data=True
+    )
+    assert selection.params.factors == 512
 
 
 def test_repeated_candidates_are_fitted_once(searcher) -> None:
