@@ -134,6 +134,11 @@ class Validation:
         reached = [value for it, value in self.race if it <= iteration] or [self.race[0][1]]
         return score < max(reached) * (1.0 - self.race_margin)
 
+    def collapsed(self, iteration: int, score: float) -> bool:
+        """Under half the incumbent's best from the 4th sweep on: a configuration that far off
+        (an L2 penalty that flattens every vector) never recovers, whatever the size."""
+        return bool(self.race) and iteration >= 4 and score < 0.5 * max(value for _, value in self.race)
+
 
 def _to_numpy(factors: Any) -> np.ndarray:
     return np.asarray(factors.to_numpy() if hasattr(factors, "to_numpy") else factors, np.float32)
@@ -226,7 +231,13 @@ def fit_als(
         history.append(record)
         if on_iteration is not None:
             on_iteration(record)
-        if validation is not None and best["behind"] >= 2:
+        if validation is not None and (
+            best["behind"] >= 2
+            or (
+                record.validation_score is not None
+                and validation.collapsed(record.iteration, record.validation_score)
+            )
+        ):
             best["lost_race"] = True
             raise _StopTrainingError
         if validation is not None and best["bad"] >= validation.patience:

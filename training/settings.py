@@ -96,7 +96,7 @@ class TrainSettings(BaseSettings):
         json_schema_extra={"group": "als"},
     )
     max_factors: int = Field(
-        1024,
+        512,
         ge=1,
         le=4096,
         description="Largest size the search may choose. Per ALS sweep, time grows with "

@@ -217,7 +217,7 @@ def auto_select(
     *,
     pinned: Iterable[str] = (),
     binary_data: bool = False,
-    max_factors: int = 1024,
+    max_factors: int = 512,
 ) -> Selection:
     """The two-phase search of the module docstring; returns the winner with the iteration
     count validation preferred. `base.factors` is the size when "factors" is pinned."""
