@@ -80,13 +80,22 @@ def test_checkpoints_are_every_two_sweeps_early_then_a_quarter_of_the_sweeps_so_
 def test_a_fit_trailing_the_incumbent_stops_as_a_loser(synthetic_split) -> None:
     holdout = validation_split(synthetic_split.train, 0.1, seed=1)
     params = AlsParams(factors=16, regularization=1.0, alpha=4.0, iterations=30, calculate_loss=False)
-    unbeatable = tuple((it, 1.0) for it in range(2, 31, 2))
     patient = Validation(holdout.test, patience=100)
-    raced = fit_als(holdout.train, params, validation=replace(patient, race=unbeatable, race_from=6))
-    assert raced.lost_race
-    assert [h.iteration for h in raced.history][-1] == 8  # behind at 6 and 8: stopped there
     free = fit_als(holdout.train, params, validation=patient)
     assert not free.lost_race and len(free.history) == params.iterations
+    curve = tuple((h.iteration, h.validation_score) for h in free.history if h.validation_score is not None)
+    ahead = tuple((it, score * 1.05) for it, score in curve)  # an incumbent 5% better everywhere
+    raced = fit_als(holdout.train, params, validation=replace(patient, race=ahead, race_from=6))
+    assert raced.lost_race
+    assert [h.iteration for h in raced.history][-1] == 8  # behind at 6 and 8: stopped there
+
+
+def test_a_fit_under_half_the_incumbent_stops_at_the_fourth_sweep(synthetic_split) -> None:
+    holdout = validation_split(synthetic_split.train, 0.1, seed=1)
+    params = AlsParams(factors=16, regularization=1.0, alpha=4.0, iterations=30, calculate_loss=False)
+    unbeatable = tuple((it, 1.0) for it in range(2, 31, 2))
+    raced = fit_als(holdout.train, params, validation=Validation(holdout.test, race=unbeatable, race_from=10))
+    assert raced.lost_race and [h.iteration for h in raced.history][-1] == 4
 
 
 def test_dislikes_push_items_down(small_synthetic) -> None:
