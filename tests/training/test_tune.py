@@ -167,3 +167,16 @@ def test_a_sampled_protocol_searcher_validates_on_up_to_three_items_per_user(sea
         assert not touched & set(sampled.negatives[row].tolist())
     trial = s.score(BASE)
     assert 0.0 < trial.score <= 1.0
+
+
+def test_of_sizes_within_half_a_percent_the_smallest_is_kept() -> None:
+    gains = {64: 1.0, 128: 1.015, 256: 1.03, 512: 1.032, 1024: 0.95}
+    base = landscape(64, 0.0)
+
+    def score(p: AlsParams) -> float:
+        ideal = 16.0 * 9.0 ** math.log2(p.factors / 64)
+        return base(replace(p, factors=64, regularization=p.regularization * 16.0 / ideal)) * gains[p.factors]
+
+    selection = auto_select(ScriptedSearcher(score), replace(BASE, factors=64), binary_data=True)
+    assert {t.params.factors for t in selection.trials} == {64, 128, 256, 512}
+    assert selection.params.factors == 256
