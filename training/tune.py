@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from training.als import AlsParams, AlsResult, SampledHoldout, Validation, fit_als
+from training.als import AlsParams, SampledHoldout, Validation, fit_als
 from training.confidence import Scaling
 from training.splits import SplitKind, split, validation_split
 
@@ -51,7 +51,6 @@ MIN_GAIN = 0.01  # relative validation gain a larger model must show over 64 fac
 STEP_GAIN = 0.005  # relative gain of one doubling over the last that makes the next one worth trying
 GROWTH_RACE_FROM = 10  # a larger model starts slower: it races the incumbent only from here
 SEARCHED = ("factors", "regularization", "alpha", "scaling", "popularity_discount", "iterations")
-_KEPT_RESULTS = 3
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,7 @@ class Trial:
 
 
 class Searcher:
-    """Fits candidates on one fixed train/validation split and remembers every trial, and the
-    factors of the last trials that led the search (the winner's are the holdout's model)."""
+    """Fits candidates on one fixed train/validation split and remembers every trial."""
 
     def __init__(
         self,
@@ -114,7 +112,6 @@ class Searcher:
             holdout.test, every=every, k=k, metric=metric, max_users=max_users, sampled=sampled
         )
         self.trials: list[Trial] = []
-        self._results: dict[AlsParams, AlsResult] = {}
         self._cache: dict[AlsParams, Trial] = {}
         self._on_trial = on_trial
 
@@ -142,10 +139,6 @@ class Searcher:
             params, best_score, best_iteration, time.perf_counter() - start, curve, result.lost_race
         )
         self._cache[key] = trial
-        if not self.trials or trial.score > self.best().score:
-            self._results[key] = result
-            for old in list(self._results)[:-_KEPT_RESULTS]:
-                del self._results[old]
         self.trials.append(trial)
         if self._on_trial:
             self._on_trial(trial)
@@ -154,21 +147,14 @@ class Searcher:
     def best(self) -> Trial:
         return max(self.trials, key=lambda t: t.score)
 
-    def result_of(self, trial: Trial) -> AlsResult | None:
-        """The fit behind `trial` when it was kept; every kept fit is released."""
-        kept = self._results.get(replace(trial.params, calculate_loss=False))
-        self._results = {}
-        return kept
-
 
 @dataclass
 class Selection:
-    """What a search chose: the parameters (with the iteration count) and every trial, and the
-    winner's fit on the search's training part when there was a search."""
+    """What a search chose: the parameters (with the iteration count), every trial, and the
+    validation metric they were compared on."""
 
     params: AlsParams
     trials: list[Trial] = field(default_factory=list)
-    winner: AlsResult | None = None
     metric: str = ""
 
 
@@ -280,7 +266,7 @@ def auto_select(
     chosen = best.params
     if "iterations" not in pinned:
         chosen = replace(chosen, iterations=max(best.best_iteration, 1))
-    return Selection(chosen, list(searcher.trials), searcher.result_of(best), searcher.metric_name)
+    return Selection(chosen, list(searcher.trials), searcher.metric_name)
 
 
 def _grow(searcher: Searcher, incumbent: Trial, pinned: set[str], max_factors: int) -> Trial:

@@ -31,7 +31,7 @@ def test_pinned_parameters_are_never_searched(searcher) -> None:
     assert {t.params.regularization for t in selection.trials} >= set(REG_LADDER)
 
 
-def test_selection_returns_the_winning_trial_with_its_iteration_and_its_fit(searcher) -> None:
+def test_selection_returns_the_winning_trial_with_its_iteration(searcher) -> None:
     s = Searcher(searcher, every=3)
     selection = auto_select(s, BASE, pinned={"scaling"}, max_factors=16)
     chosen = selection.params
@@ -40,7 +40,6 @@ def test_selection_returns_the_winning_trial_with_its_iteration_and_its_fit(sear
     assert winner.score >= max(t.score for t in selection.trials) / (1.0 + MIN_GAIN)
     assert {t.params.alpha for t in selection.trials} >= set(ALPHA_LADDER)
     assert max(t.params.factors for t in selection.trials) <= 16
-    assert selection.winner is not None and selection.winner.item_factors.shape[1] == chosen.factors
     assert selection.metric == "recall@20"
 
 
@@ -63,7 +62,6 @@ class ScriptedSearcher(Searcher):
 
     def __init__(self, landscape) -> None:
         self.trials = []
-        self._results = {}
         self._cache = {}
         self._on_trial = None
         self.landscape = landscape
