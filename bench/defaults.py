@@ -96,11 +96,11 @@ def run_train(ds: Dataset, test: sp.csr_matrix, settings: TrainSettings) -> dict
     return {"recall": recall, "ndcg": ndcg, "params": label(report.params), "seconds": seconds, "fit": fit}
 
 
-def run_grid(ds: Dataset, test: sp.csr_matrix, seed: int = 42) -> dict[str, Any]:
+def run_grid(ds: Dataset, test: sp.csr_matrix, alphas: list[float], seed: int = 42) -> dict[str, Any]:
     start = time.perf_counter()
     searcher = Searcher(ds.matrix, seed=seed + 1)
     base = AlsParams(scaling=Scaling.binary, random_state=seed, iterations=30)
-    for candidate in grid(GRID_FACTORS, GRID_REG, GRID_ALPHA, [30], [Scaling.binary], base):
+    for candidate in grid(GRID_FACTORS, GRID_REG, alphas, [30], [Scaling.binary], base):
         searcher.score(candidate)
     best = searcher.best()
     params = replace(best.params, iterations=best.best_iteration, calculate_loss=False)
@@ -177,6 +177,12 @@ def main() -> None:
     parser.add_argument("--data", default="ml-1m,ncf,beauty,sports")
     parser.add_argument("--skip-grid", action="store_true")
     parser.add_argument("--only-grid", action="store_true")
+    parser.add_argument(
+        "--grid-alpha",
+        type=lambda text: [float(v) for v in text.split(",")],
+        default=GRID_ALPHA,
+        help="alpha values of the grid (default 1,8,40,128)",
+    )
     parser.add_argument("--noise", metavar="SET", help="measure the selection's noise on one set instead")
     parser.add_argument("--json", type=Path, help="also write every row (and the grid's trials) here")
     args = parser.parse_args()
@@ -194,7 +200,7 @@ def main() -> None:
             results["default train"] = run_train(ds, test, TrainSettings())
             results["--seed-defaults"] = run_train(ds, test, TrainSettings(**SEED_DEFAULTS))
         if not args.skip_grid:
-            results["tune grid best"] = run_grid(ds, test)
+            results["tune grid best"] = run_grid(ds, test, args.grid_alpha)
         out[name] = results
         shape = (
             f"{ds.matrix.shape[0]:,} users, {ds.matrix.shape[1]:,} items, {ds.matrix.nnz:,} training pairs"
