@@ -33,6 +33,15 @@ def test_loss_over_a_sample_of_pairs_estimates_the_exact_value_closely() -> None
     assert als_loss(sample, x, y, 0.1) == pytest.approx(exact, rel=0.01)
 
 
+def test_loss_over_a_sample_of_rows_estimates_the_exact_value_closely() -> None:
+    matrix, x, y = _problem(seed=2, users=6000, items=3000, density=0.01)
+    exact = als_loss(loss_pairs(matrix, alpha=4.0, max_pairs=0), x, y, 0.1)
+    sample = loss_pairs(matrix, alpha=4.0, max_pairs=matrix.nnz, max_rows=1000)
+    assert sample.user_rows is not None and len(sample.user_rows) == 1000 and not sample.exact
+    assert sample.item_rows is not None and len(sample.item_rows) == 1000
+    assert als_loss(sample, x, y, 0.1) == pytest.approx(exact, rel=0.01)
+
+
 def test_sampled_pairs_are_real_stored_pairs_with_their_confidence() -> None:
     matrix, _, _ = _problem(seed=2)
     sample = loss_pairs(matrix, alpha=2.0, max_pairs=500, seed=3)
