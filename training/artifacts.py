@@ -147,7 +147,9 @@ def write_als_version(
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / HISTORY_FILE).write_text(json.dumps(result.history_dicts(), indent=2) + "\n")
         if metrics.get("selection"):
-            plot_selection(metrics["selection"], metrics.get("selection_metric", ""), tmp / SELECTION_FILE)
+            chosen = (result.params.factors, result.params.regularization, result.params.alpha)
+            metric = metrics.get("selection_metric", "validation score")
+            plot_selection(metrics["selection"], metric, tmp / SELECTION_FILE, chosen)
         plot_embeddings(
             result.user_factors,
             result.item_factors,

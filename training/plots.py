@@ -85,10 +85,13 @@ def plot_tuning(rows: list[dict[str, float | str]], metric: str, path: Path) -> 
     return path
 
 
-def plot_selection(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
+def plot_selection(
+    rows: list[dict[str, Any]], metric: str, path: Path, chosen: tuple[int, float, float] | None = None
+) -> Path | None:
     """What the automatic search saw: the validation metric of every trial against the model
-    size (left) and the L2 penalty (right), coloured by alpha, the winner circled. A score still
-    rising at the largest size tried says `--max-factors` held the search back."""
+    size (left) and the L2 penalty (right), coloured by alpha, the chosen trial (factors, L2,
+    alpha) circled: it may sit under a larger model that did not win by enough to be worth its
+    cost. A score still rising at the largest size tried says `--max-factors` held it back."""
     if not rows:
         return None
     import numpy as np
@@ -97,7 +100,8 @@ def plot_selection(rows: list[dict[str, Any]], metric: str, path: Path) -> Path 
     by_size, by_reg = fig.subplots(1, 2, sharey=True)
     scores = [float(r["validation_score"]) for r in rows]
     alphas = np.log10([float(r["alpha"]) for r in rows])
-    best = int(np.argmax(scores))
+    keys = [(int(r["factors"]), float(r["regularization"]), float(r["alpha"])) for r in rows]
+    best = keys.index(chosen) if chosen in keys else int(np.argmax(scores))
     points = None
     for ax, key, base in ((by_size, "factors", 2), (by_reg, "regularization", 10)):
         x = [max(float(r[key]), 1e-6) for r in rows]
@@ -106,9 +110,9 @@ def plot_selection(rows: list[dict[str, Any]], metric: str, path: Path) -> Path 
         ax.set_xscale("log", base=base)
         ax.set_xlabel(key)
         ax.grid(alpha=0.3)
-    by_size.set_ylabel(f"validation {metric}")
+    by_size.set_ylabel(metric)
     fig.colorbar(points, ax=by_reg, label="log10(alpha)")
-    fig.suptitle(f"automatic selection: {len(rows)} trials, the winner circled")
+    fig.suptitle(f"automatic selection: {len(rows)} trials, the chosen one circled")
     fig.tight_layout()
     fig.savefig(path)
     return path
