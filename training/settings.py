@@ -165,7 +165,7 @@ class TrainSettings(BaseSettings):
     validate_every: int = Field(
         2,
         ge=1,
-        description="Validation every N iterations (early stopping).",
+        description="Validation every N sweeps up to 12, then every quarter of the sweeps so far.",
         json_schema_extra={"group": "als_fit"},
     )
     biases: bool = Field(
