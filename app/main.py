@@ -25,11 +25,12 @@ from app.body import configured_limits, register_schemas
 from app.errors import UNPARSABLE_BODY, validation_body
 from app.experiments import load_experiment
 from app.health import StoreHealth
+from app.items import ItemsService
 from app.metrics import ServiceMetrics
 from app.middleware import ObservedLimitedMiddleware
 from app.recommend import Recommender
 from app.responses import json_response
-from app.routers import admin, candidates, health, interactions
+from app.routers import admin, candidates, health, interactions, items
 from app.schemas import CandidatesRequest
 from app.security import API_KEY_ERRORS, require_api_key
 from app.settings import ServeSettings
@@ -94,7 +95,8 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
         recommender = Recommender(
             settings, store, registry, metrics, health, store_settings.recent_limit, searches
         )
-        svc = Services(settings, store, experiment, registry, recommender, metrics, health)
+        items = ItemsService(store, registry, recommender, searches)
+        svc = Services(settings, store, experiment, registry, recommender, metrics, health, items)
         await registry.refresh()
         if registry.active is None:
             log.warning("no model version loaded yet (publish one); /candidates answers 503 until then")
@@ -121,10 +123,10 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
     public: dict[str, Any] = (
         {"dependencies": [Depends(require_api_key)], "responses": API_KEY_ERRORS} if settings.api_keys else {}
     )
-    for module in (candidates, interactions):
-        app.include_router(module.router, **public)
-    for module in (health, admin):
-        app.include_router(module.router)
+    for router in (candidates.router, interactions.router, items.public_router):
+        app.include_router(router, **public)
+    for router in (health.router, admin.router, items.admin_router):
+        app.include_router(router)
     register_schemas(app, [CandidatesRequest])  # parsed by its route itself (app/body.py)
     configured_limits(app, settings.max_k, settings.max_events_per_request)
 

@@ -20,7 +20,8 @@ from app.errors import NoVersionError, field_error
 from app.experiments import Variant
 from app.health import StoreHealth
 from app.metrics import ServiceMetrics
-from app.retrieval.filters import CompiledFilter, FilterError, compile_filters
+from app.retrieval.catalog import CatalogState, VersionCatalog
+from app.retrieval.filters import CompiledFilter, FilterError, Filters, compile_filters
 from app.retrieval.foldin import profile_interactions
 from app.retrieval.routing import Capabilities, Method, Route, Thresholds, route
 from app.retrieval.search import SearchParams
@@ -72,6 +73,7 @@ class Recommender:
         self.metrics = metrics
         self.health = health
         self.recent_limit = recent_limit
+        self.catalog = CatalogState()  # the items API's changes, synced per request (catalog.py)
         base = Thresholds(settings.warm_min_interactions, settings.hot_min_interactions)
         variants = registry.experiment.variants
         self._thresholds = {v.name: v.thresholds(base) for v in variants}
@@ -134,9 +136,23 @@ class Recommender:
 
     # -- POST /candidates ----------------------------------------------------------------------
 
-    def _compile(self, req: CandidatesRequest, version: ServingVersion) -> CompiledFilter:
+    async def sync_catalog(self, generation: int | None) -> None:
+        """Bring this worker's catalog up to `generation` (read with the profile). A store that
+        fails here costs freshness only: the catalog held so far keeps applying."""
         try:
-            return compile_filters(req.filters, version.attributes, version.item_rows)
+            await self.catalog.sync(self.store, generation, self.settings.store_timeout_s)
+        except (StoreUnavailableError, TimeoutError) as exc:
+            self.metrics.store_errors.labels("catalog").inc()
+            log.warning("catalog not refreshed (generation %s): %s", generation, exc or "timed out")
+
+    def catalog_view(self, version: ServingVersion) -> VersionCatalog:
+        return self.catalog.view(version.name, version.item_rows, len(version.item_ids))
+
+    def compile(self, filters: Filters | None, version: ServingVersion) -> CompiledFilter:
+        """A request's filters under the run-time catalog; a 422 naming the field when they do
+        not apply to the version."""
+        try:
+            return compile_filters(filters, version.attributes, version.item_rows, self.catalog_view(version))
         except FilterError as exc:
             raise field_error(("body", *exc.field.split(".")), str(exc).split(": ", 1)[-1]) from exc
 
@@ -249,8 +265,10 @@ class Recommender:
         version = self.registry.for_variant(variant)
         if version is None:
             raise NoVersionError("no model version is loaded yet; publish one (recsys publish)")
-        filt = self._compile(req, version)
         profile = await self._profile(version, req.user_id)
+        if profile is not None:
+            await self.sync_catalog(profile.catalog_generation)
+        filt = self.compile(req.filters, version)
         exclude = profile.seen if profile is not None and req.exclude_seen else None
         reason: str | None = None
         vectors = UserVectors()
@@ -272,7 +290,7 @@ class Recommender:
             log.exception("%s failed for user %r; answering with popularity", chosen.method, req.user_id)
             chosen = Route(chosen.tier, Method.popularity_fallback, chosen.wanted)
             reason = f"{chosen.wanted} failed"
-            rows, scores = version.popularity.top(k, filt.allowed, self._excluded(filt, exclude))
+            rows, scores = version.popularity.top(k, filt.passing, self._excluded(filt, exclude))
             source = "popularity"
         self.metrics.child(
             self.metrics.candidates, variant.name, chosen.tier.value, chosen.method.value
@@ -383,7 +401,7 @@ class Recommender:
 
             rows, scores, sources = fuse(lists, params, k, standardized)
             return rows, scores, sources
-        rows, scores = version.popularity.top(k, filt.allowed, self._excluded(filt, exclude))
+        rows, scores = version.popularity.top(k, filt.passing, self._excluded(filt, exclude))
         return rows, scores, "popularity"
 
     # -- POST /interactions ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from fastapi import Request
 from app.errors import field_error
 from app.experiments import Experiment, Variant
 from app.health import StoreHealth
+from app.items import ItemsService
 from app.metrics import ServiceMetrics
 from app.recommend import Recommender
 from app.settings import ServeSettings
@@ -26,6 +27,7 @@ class Services:
     recommender: Recommender
     metrics: ServiceMetrics
     health: StoreHealth
+    items: ItemsService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def variant_for(self, header: str | None, user_id: str) -> Variant:

@@ -7,12 +7,13 @@ is async so the service never blocks its event loop on the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from feature_store.catalog import CatalogChanges, ItemRecord
 from feature_store.version_files import ProfileTable
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class UserProfile:
     seen: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
     recent_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
     recent_weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    # The store's catalog generation, read in the same round trip (catalog.py); None: not read.
+    catalog_generation: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,5 +128,20 @@ class FeatureStore(Protocol):
 
     async def read_events(self, after: str = "0", count: int = 10_000) -> list[StreamEntry]:
         """Stream entries after an entry id, oldest first (for training and for replay)."""
+
+    async def put_items(
+        self, records: Sequence[ItemRecord], expected: Mapping[str, int] | None = None
+    ) -> int:
+        """Write item records (catalog.py) under one new catalog generation, all or none, and
+        return it. `expected` maps item ids to the seq the caller read (0: absent); when any
+        differs, nothing is written and CatalogConflictError names the item."""
+
+    async def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
+        """The current records of these items (absent ones left out)."""
+
+    async def catalog_changes(self, after: int) -> CatalogChanges:
+        """Every item whose record was written after generation `after`, newest record each."""
+
+    async def catalog_generation(self) -> int: ...
 
     async def close(self) -> None: ...

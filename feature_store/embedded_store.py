@@ -5,6 +5,12 @@ table is the version folder's own memory-mapped `.npy` files (no copy); the acti
 file `ACTIVE.json` in the artifacts folder, replaced atomically, so `recsys publish` in one process
 switches what a running server in another serves.
 
+The run-time catalog (items hidden, expired, changed or added through the items API) is an
+append-only JSON-lines file, `CATALOG.jsonl`, in the artifacts folder: it survives a restart, and
+every process serving the same folder picks up what another appended (a stat per request, a read
+of the new lines when the file grew). Writers take an exclusive lock on it, so two processes never
+interleave a batch or hand out one generation twice.
+
 Limits (documented in the README): one process owns the run-time state; events recorded at run
 time (each user's newest events, the event stream) live in memory and are lost on restart; the stream
 keeps the newest `stream_maxlen` entries; every process holds the user-id index of the versions it
@@ -13,18 +19,21 @@ serves in RAM (about 100 bytes per user).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from feature_store.base import LiveEvent, ProgressFn, RecordResult, StreamEntry, UserProfile
+from feature_store.catalog import CatalogChanges, CatalogConflictError, ItemRecord
 from feature_store.errors import VersionNotReadyError
 from feature_store.live_view import LiveRecord, LiveView, fold_live
 from feature_store.manifest import MANIFEST_NAME
@@ -33,6 +42,103 @@ from feature_store.version_names import check_version_name
 
 POINTER_FILE = "ACTIVE.json"
 PINS_FILE = "PINS.json"
+CATALOG_FILE = "CATALOG.jsonl"
+
+log = logging.getLogger("recsys.embedded_store")
+
+
+class _CatalogLog:
+    """The catalog's records in memory, mirrored by an append-only file when there is a folder.
+
+    A line is `{"seq": generation, "item": record}`; the newest seq of an item wins. A line that
+    does not parse (someone else's write) is skipped and counted, a line without its newline (a
+    writer still at it) is left for the next read.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.records: dict[str, ItemRecord] = {}
+        self.generation = 0
+        self.skipped = 0
+        self._offset = 0
+        self._size = -1
+
+    def catch_up(self) -> None:
+        """Read what other processes appended since the last read (a stat when nothing did)."""
+        if self.path is None:
+            return
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == self._size:
+            return
+        with self.path.open("rb") as fh:
+            self._read_from(fh)
+
+    def _read_from(self, fh: BinaryIO) -> None:
+        if fh.seek(0, os.SEEK_END) < self._offset:  # replaced by a shorter file: read it again
+            self.records, self.generation, self._offset = {}, 0, 0
+        fh.seek(self._offset)
+        data = fh.read()
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].splitlines():
+            self._apply_line(line)
+        self._offset += end
+        self._size = self._offset if end == len(data) else -1
+
+    def _apply_line(self, line: bytes) -> None:
+        try:
+            entry = json.loads(line)
+            seq = int(entry["seq"])
+            record = ItemRecord.decode(json.dumps(entry["item"]), seq) if seq > 0 else None
+        except (ValueError, KeyError, TypeError, RecursionError):
+            record = None
+        if record is None:
+            self.skipped += 1
+            if self.skipped == 1:
+                log.warning("%s: skipped a line that is not an item record", self.path)
+            return
+        self.generation = max(self.generation, record.seq)
+        held = self.records.get(record.item_id)
+        if held is None or record.seq >= held.seq:
+            self.records[record.item_id] = record
+
+    def append(self, records: Sequence[ItemRecord], expected: Mapping[str, int] | None) -> int:
+        """Check, then write the records as the next generation; under the file's lock."""
+        if self.path is None:
+            return self._commit(records, expected, None)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                self._read_from(fh)
+                return self._commit(records, expected, fh)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _commit(
+        self, records: Sequence[ItemRecord], expected: Mapping[str, int] | None, fh: BinaryIO | None
+    ) -> int:
+        for item_id, want in (expected or {}).items():
+            held = self.records.get(item_id)
+            if want >= 0 and (held.seq if held else 0) != want:
+                raise CatalogConflictError(item_id)
+        generation = self.generation + 1
+        stamped = [r.model_copy(update={"seq": generation}) for r in records]
+        if fh is not None:
+            lines = b"".join(
+                b'{"seq": %d, "item": %s}\n' % (generation, r.encode().encode()) for r in stamped
+            )
+            fh.write(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+            self._offset += len(lines)
+            self._size = self._offset
+        for record in stamped:
+            self.records[record.item_id] = record
+        self.generation = generation
+        return generation
 
 
 @dataclass
@@ -65,6 +171,7 @@ class EmbeddedStore:
         self._idem_ttl = idempotency_ttl_s
         self._pointer: dict[str, str | None] = {"active": None, "previous": None}
         self._pointer_mtime = -1.0
+        self._catalog = _CatalogLog(None if artifacts is None else artifacts / CATALOG_FILE)
 
     # -- the active pointer -------------------------------------------------------------------
 
@@ -213,6 +320,8 @@ class EmbeddedStore:
             lo = max(lo, hi - self._recent_limit)
             profile.recent_items = np.asarray(t.recent_items[lo:hi], np.int32)
             profile.recent_weights = np.asarray(t.recent_weights[lo:hi], np.float32)
+        self._catalog.catch_up()
+        profile.catalog_generation = self._catalog.generation
         records = self._live.get(user_id)
         if view is not None and records:
             fold_live(profile, list(records), view, recent_limit)
@@ -258,6 +367,30 @@ class EmbeddedStore:
         floor = (-1, -1) if after in ("0", "", "-") else key(after)
         out = [e for e in self._events if key(e.entry_id) > floor]
         return out[:count]
+
+    # -- the run-time catalog ------------------------------------------------------------------
+
+    async def put_items(
+        self, records: Sequence[ItemRecord], expected: Mapping[str, int] | None = None
+    ) -> int:
+        if not records:
+            self._catalog.catch_up()
+            return self._catalog.generation
+        return self._catalog.append(records, expected)
+
+    async def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
+        self._catalog.catch_up()
+        held = self._catalog.records
+        return {i: held[i] for i in item_ids if i in held}
+
+    async def catalog_changes(self, after: int) -> CatalogChanges:
+        self._catalog.catch_up()
+        changed = [r for r in self._catalog.records.values() if r.seq > after]
+        return CatalogChanges(self._catalog.generation, changed)
+
+    async def catalog_generation(self) -> int:
+        self._catalog.catch_up()
+        return self._catalog.generation
 
     async def close(self) -> None:
         return None

@@ -8,6 +8,9 @@
     <prefix>:live:{<user>}:e          the user's newest run-time events, of no version: a list of
                                       (time, weight, item id) records (live_view.py), RPUSH + LTRIM
     <prefix>:events                   the append-only event stream (XADD), for the next training run
+    <prefix>:{catalog}:gen            the catalog generation: bumped by every items API write
+    <prefix>:{catalog}:items          hash: item id -> JSON item record (catalog.py)
+    <prefix>:{catalog}:log            sorted set: item id scored by the generation that last wrote it
     <prefix>:idem:<request id>        idempotency marker of a POST /interactions batch (one Redis)
     <prefix>:idem:u:{<user>}:<request id>:<len(user)>
                                       the same, per user of the batch (Redis Cluster)
@@ -15,7 +18,8 @@
                                       the same, for the batch's stream entries (Redis Cluster)
 
 Redis Cluster: everything read or written together shares a hash tag. The three meta keys share
-`{meta}` so the pointer switch is one atomic script; all keys of one user and version share
+`{meta}` so the pointer switch is one atomic script, the three catalog keys share `{catalog}` so a
+write of items and its generation is one; all keys of one user and version share
 `{<user>}` (and so does the user's live record) so a request reads them in one round trip to one
 node. The version sits outside the
 tag, so versions of one user spread freely and a whole version can be deleted by pattern.
@@ -59,6 +63,18 @@ class KeySchema:
     @property
     def pins(self) -> str:
         return f"{self.prefix}:{{meta}}:pins"
+
+    @property
+    def catalog_generation(self) -> str:
+        return f"{self.prefix}:{{catalog}}:gen"
+
+    @property
+    def catalog_items(self) -> str:
+        return f"{self.prefix}:{{catalog}}:items"
+
+    @property
+    def catalog_log(self) -> str:
+        return f"{self.prefix}:{{catalog}}:log"
 
     def live(self, user_id: str) -> str:
         """The user's run-time events, shared by every version (a version is never named 'live':

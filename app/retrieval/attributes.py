@@ -72,6 +72,27 @@ class AttributeTable:
             compiled[name] = c
         return cls(n_items, compiled)
 
+    def row_values(self, row: int) -> dict[str, float | str | list[str] | None]:
+        """One item's attributes as the version holds them (for the items API, not the hot path:
+        a categorical column is searched through its postings)."""
+        out: dict[str, float | str | list[str] | None] = {}
+        for name, column in self.columns.items():
+            if column.kind is ColumnKind.numeric:
+                assert column.numbers is not None
+                number = float(column.numbers[row])
+                out[name] = None if np.isnan(number) else number
+                continue
+            assert column.postings_ptr is not None and column.postings_rows is not None
+            at = np.flatnonzero(column.postings_rows == row)
+            codes = np.searchsorted(column.postings_ptr, at, side="right") - 1
+            names = {code: value for value, code in column.value_codes.items()}
+            values = [names[int(c)] for c in codes]
+            if column.kind is ColumnKind.multi:
+                out[name] = values
+            else:
+                out[name] = values[0] if values else None
+        return out
+
     def values_bitmap(self, column: CompiledColumn, values: list[str]) -> np.ndarray:
         """Items whose (any) value of `column` is one of `values`; unknown values match nothing."""
         acc = bitmaps.empty(self.n_items)

@@ -8,16 +8,21 @@ the search onto a slower plan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.retrieval import bitmaps
 from app.retrieval.attributes import AttributeTable
+from app.retrieval.catalog import EMPTY_CATALOG, VersionCatalog
+from feature_store.catalog import AttributeValue
 from feature_store.item_attributes import ColumnKind
 
 MAX_LIST = 10_000
+BLOCKED_AS_FILTER = 0.1  # above this share of blocked rows the catalog is searched as a filter
 MAX_VALUES = 1_000
 
 
@@ -59,6 +64,19 @@ class AttributeCondition(BaseModel):
     def has_range(self) -> bool:
         return any(v is not None for v in (self.gte, self.gt, self.lte, self.lt))
 
+    def holds_for_value(self, raw: AttributeValue) -> bool:
+        """The range part on one replaced value, as the attribute table's range lookup decides
+        it (missing never matches)."""
+        value = number(raw)
+        if math.isnan(value):
+            return False
+        return (
+            (self.gte is None or value >= self.gte)
+            and (self.gt is None or value > self.gt)
+            and (self.lte is None or value <= self.lte)
+            and (self.lt is None or value < self.lt)
+        )
+
 
 class Filters(BaseModel):
     model_config = ConfigDict(
@@ -86,22 +104,51 @@ class Filters(BaseModel):
 class CompiledFilter:
     allowed: np.ndarray | None  # packed bitmap of permitted rows; None = every item
     denied: np.ndarray  # rows never to return (int64)
+    # The run-time catalog's blocked rows when `allowed` is None (with a filter they are cleared
+    # from `allowed` instead): a row list for plans that mask scores, and the bitmap of the
+    # other rows for a graph search's selector, which costs no wider beam when nearly all pass.
+    hidden: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    visible: np.ndarray | None = None
 
     @property
     def is_empty(self) -> bool:
-        return self.allowed is None and len(self.denied) == 0
+        return self.allowed is None and len(self.denied) == 0 and not len(self.hidden)
+
+    @property
+    def passing(self) -> np.ndarray | None:
+        """The bitmap a row must pass: the filter's, else the catalog's, else None."""
+        return self.allowed if self.allowed is not None else self.visible
 
 
 NO_FILTER = CompiledFilter(None, np.empty(0, np.int64))
 
 
+def with_catalog(filt: CompiledFilter, catalog: VersionCatalog) -> CompiledFilter:
+    """`filt` with the catalog's blocked rows taken out."""
+    if not len(catalog.blocked):
+        return filt
+    assert catalog.visible is not None
+    if filt.allowed is not None:
+        return CompiledFilter(np.bitwise_and(filt.allowed, catalog.visible), filt.denied)
+    if len(catalog.blocked) > BLOCKED_AS_FILTER * catalog.n_items:
+        # So many blocked that a graph walk needs a wider beam to find k visible rows: the
+        # catalog becomes a filter like any other, and the planner sizes the search for it.
+        return CompiledFilter(catalog.visible, filt.denied)
+    return CompiledFilter(None, filt.denied, catalog.blocked, catalog.visible)
+
+
 def compile_filters(
-    filters: Filters | None, table: AttributeTable, item_rows: dict[str, int]
+    filters: Filters | None,
+    table: AttributeTable,
+    item_rows: dict[str, int],
+    catalog: VersionCatalog = EMPTY_CATALOG,
 ) -> CompiledFilter:
-    """Pure: the request's filters -> allowed bitmap and denied rows. Unknown item ids are ignored
-    (a caller's catalog can be ahead of the model); unknown attribute names are an error."""
+    """Pure: the request's filters -> allowed bitmap and denied rows, under the run-time catalog
+    (blocked rows out; rows with replaced attributes tested on their new values). Unknown item
+    ids are ignored (a caller's catalog can be ahead of the model); unknown attribute names are
+    an error."""
     if filters is None:
-        return NO_FILTER
+        return with_catalog(NO_FILTER, catalog)
     n = table.n_items
     allowed: np.ndarray | None = None
 
@@ -123,13 +170,65 @@ def compile_filters(
             raise FilterError(field, "a numeric attribute takes gte/gt/lte/lt, not in/not_in")
         if not numeric and cond.has_range:
             raise FilterError(field, "a categorical attribute takes in/not_in, not a range")
+        changed = np.fromiter(catalog.overrides.keys(), np.int64, len(catalog.overrides))
+        values = [attrs.get(name) for attrs in catalog.overrides.values()]
         if cond.in_ is not None:
-            narrow(table.values_bitmap(column, [str(v) for v in cond.in_]))
+            wanted = {str(v) for v in cond.in_}
+            bm = table.values_bitmap(column, list(wanted))
+            narrow(_patched(bm, changed, [bool(wanted & labels(v)) for v in values]))
         if cond.not_in is not None:
-            narrow(bitmaps.invert(table.values_bitmap(column, [str(v) for v in cond.not_in]), n))
+            unwanted = {str(v) for v in cond.not_in}
+            bm = bitmaps.invert(table.values_bitmap(column, list(unwanted)), n)
+            narrow(_patched(bm, changed, [not (unwanted & labels(v)) for v in values]))
         if cond.has_range:
             lo = cond.gte if cond.gte is not None else cond.gt
             hi = cond.lte if cond.lte is not None else cond.lt
-            narrow(table.range_bitmap(column, lo, hi, cond.gt is not None, cond.lt is not None))
+            bm = table.range_bitmap(column, lo, hi, cond.gt is not None, cond.lt is not None)
+            narrow(_patched(bm, changed, [cond.holds_for_value(v) for v in values]))
     denied = np.array([item_rows[i] for i in filters.deny_items if i in item_rows], np.int64)
-    return CompiledFilter(allowed, denied)
+    return with_catalog(CompiledFilter(allowed, denied), catalog)
+
+
+def _patched(bm: np.ndarray, rows: np.ndarray, passes: list[bool]) -> np.ndarray:
+    """`bm` with the bits of `rows` (whose attributes were replaced) set where their new value
+    `passes` the condition and cleared where it does not."""
+    if not len(rows):
+        return bm
+    keep = np.array(passes, bool)
+    byte, bit = rows >> 3, (1 << (rows & 7)).astype(np.uint8)
+    out = bm.copy()
+    np.bitwise_and.at(out, byte[~keep], ~bit[~keep])
+    np.bitwise_or.at(out, byte[keep], bit[keep])
+    return out
+
+
+def labels(value: AttributeValue) -> set[str]:
+    """A replaced attribute's values as the attribute table spells them (a whole number as
+    `3`, not `3.0`); missing is the empty set."""
+    if value is None:
+        return set()
+    if isinstance(value, list):
+        return {str(v) for v in value}
+    if isinstance(value, float):
+        return {str(int(value)) if value.is_integer() else str(value)}
+    return {value}
+
+
+def number(value: AttributeValue) -> float:
+    """A replaced attribute's value as a number: as given, parsed from text, or an ISO date as
+    epoch seconds (how the attribute table keeps dates); NaN (missing) when it is none of these."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            stamp = datetime.fromisoformat(value)
+        except ValueError:
+            return math.nan
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        return stamp.timestamp()
+    return math.nan

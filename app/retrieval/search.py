@@ -228,12 +228,16 @@ class ItemIndex:
         if len(excluded) and allowed is not None:
             allowed = allowed.copy()
             np.bitwise_and.at(allowed, excluded >> 3, ~(1 << (excluded & 7)).astype(np.uint8))
+        # Rows the run-time catalog blocks (a filter already took them out of `allowed`): exact
+        # plans mask their scores, graph plans skip them with a selector of the visible rows.
+        visible = filt.visible if allowed is None else None
+        masked = np.concatenate([excluded, filt.hidden]) if visible is not None else excluded
         if plan in (Plan.exact, Plan.exact_filtered):
-            rows, scores = self._exact(query, k, allowed, excluded)
+            rows, scores = self._exact(query, k, allowed, masked)
         else:
-            rows, scores = self._graph(query, k, allowed, excluded, allowed_count, params)
+            rows, scores = self._graph(query, k, allowed, excluded, allowed_count, params, visible)
             if len(rows) < k:  # the graph came back short: answer exactly instead
-                rows, scores = self._exact(query, k, allowed, excluded)
+                rows, scores = self._exact(query, k, allowed, masked)
                 plan = Plan.exact_filtered if filt.allowed is not None else Plan.exact
         return SearchResult(rows.astype(np.int64), scores.astype(np.float32), plan, allowed_count)
 
@@ -245,6 +249,7 @@ class ItemIndex:
         excluded: np.ndarray,
         allowed_count: int,
         params: SearchParams,
+        visible: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         faiss: Any = importlib.import_module("faiss")  # its stubs miss the search-parameter classes
         # ivf_pq ranks by compressed codes: its calibrated `rerank` candidates are fetched and
@@ -262,6 +267,10 @@ class ItemIndex:
             # held to a higher recall (0.99) than the unfiltered calibration target.
             ef = min(int(ef * params.filtered_boost / share), 64 * ef)
             nprobe = self._filtered_beam(params, allowed_count)
+        elif visible is not None:
+            # Nearly every row passes: the graph walk is the unfiltered one, blocked rows are
+            # only never returned, so no wider beam is needed.
+            selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(visible))
         search_params: Any
         if self.meta.kind is IndexKind.hnsw:
             search_params = faiss.SearchParametersHNSW(efSearch=ef, sel=selector)

@@ -1,0 +1,250 @@
+"""The items API behind its routes: write item records to the store, describe an item as the
+serving version sees it, and find items like one item.
+
+Writes go to the store (feature_store/catalog.py) under a new catalog generation; this worker
+syncs to it before it answers, and every other worker reads the generation with its next profile
+read, so a hidden item is out of every answer from the moment the call that hid it returned.
+PATCH reads, merges and writes conditionally on what it read (the store refuses a write over a
+concurrent one), so two PATCHes of one item never lose each other's change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+
+import numpy as np
+
+from app.errors import NoVersionError
+from app.item_schemas import (
+    ItemBatch,
+    ItemIn,
+    ItemOut,
+    ItemPatch,
+    ItemsWritten,
+    SimilarResponse,
+    epoch,
+)
+from app.recommend import Recommender
+from app.retrieval.filters import Filters
+from app.retrieval.similar import has_vector, similar_rows, unit_rows
+from app.version_registry import VersionRegistry
+from app.versions import ServingVersion
+from feature_store.base import FeatureStore
+from feature_store.catalog import AttributeValue, CatalogConflictError, ItemRecord
+
+_PATCH_ATTEMPTS = 5
+_SIMILAR_INLINE_ROWS = 50_000  # rows x 1 product below which a similar-items search stays on the loop
+
+
+class ItemNotFoundError(Exception):
+    """Neither the catalog nor the serving version knows the item."""
+
+
+class ItemGoneError(Exception):
+    """The item was deleted; only a PUT creates it again."""
+
+
+class ItemsService:
+    def __init__(
+        self,
+        store: FeatureStore,
+        registry: VersionRegistry,
+        recommender: Recommender,
+        executor: Executor | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.recommender = recommender
+        self.executor = executor
+        self._unit: dict[tuple[str, str], np.ndarray] = {}
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def _written(self, generation: int) -> None:
+        """This worker serves the change before the call that made it returns."""
+        await self.recommender.sync_catalog(generation)
+
+    async def put(self, item_id: str, body: ItemIn) -> ItemOut:
+        await self._written(await self.store.put_items([_record(item_id, body)]))
+        return await self.describe(item_id)
+
+    async def put_batch(self, batch: ItemBatch) -> ItemsWritten:
+        records = [_record(entry.item_id, entry) for entry in batch.items]
+        generation = await self.store.put_items(records)
+        await self._written(generation)
+        return ItemsWritten(written=len(records), generation=generation)
+
+    async def patch(self, item_id: str, body: ItemPatch) -> ItemOut:
+        for _ in range(_PATCH_ATTEMPTS):
+            held = (await self.store.get_items([item_id])).get(item_id)
+            if held is not None and held.deleted:
+                raise ItemGoneError(item_id)
+            if held is None and not self._in_model(item_id):
+                raise ItemNotFoundError(item_id)
+            changed = self._patched(item_id, held, body)
+            try:
+                generation = await self.store.put_items(
+                    [changed], expected={item_id: held.seq if held else 0}
+                )
+            except CatalogConflictError:
+                continue  # another write came between our read and ours: read again
+            await self._written(generation)
+            return await self.describe(item_id)
+        raise CatalogConflictError(item_id)
+
+    def _patched(self, item_id: str, held: ItemRecord | None, body: ItemPatch) -> ItemRecord:
+        sent = body.model_fields_set
+        base = held or ItemRecord(item_id=item_id)
+        update: dict[str, object] = {"updated_at": time.time()}
+        if "hidden" in sent and body.hidden is not None:
+            update["hidden"] = body.hidden
+        for end in ("available_from", "available_until"):
+            if end in sent:
+                update[end] = epoch(getattr(body, end))
+        if body.attributes is not None:
+            current = (
+                dict(base.attributes) if base.attributes is not None else self._model_attributes(item_id)
+            )
+            for name, value in body.attributes.items():
+                if value is None:
+                    current.pop(name, None)
+                else:
+                    current[name] = value
+            update["attributes"] = current
+        merged = base.model_copy(update=update)
+        # Validate the merged record as a whole (the window's order, the attribute count).
+        ItemPatch(available_from=merged.available_from, available_until=merged.available_until)
+        return ItemRecord.model_validate(merged.model_dump())
+
+    async def delete(self, item_id: str) -> ItemOut:
+        held = (await self.store.get_items([item_id])).get(item_id)
+        if held is None and not self._in_model(item_id):
+            raise ItemNotFoundError(item_id)
+        gone = ItemRecord(item_id=item_id, deleted=True, updated_at=time.time())
+        await self._written(await self.store.put_items([gone]))
+        return await self.describe(item_id)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _version(self) -> ServingVersion:
+        version = self.registry.active
+        if version is None:
+            raise NoVersionError("no model version is loaded yet; publish one (recsys publish)")
+        return version
+
+    def _in_model(self, item_id: str) -> bool:
+        version = self.registry.active
+        return version is not None and item_id in version.item_rows
+
+    def _model_attributes(self, item_id: str) -> dict[str, AttributeValue]:
+        version = self.registry.active
+        row = None if version is None else version.item_rows.get(item_id)
+        if version is None or row is None:
+            return {}
+        return dict(version.attributes.row_values(row))
+
+    async def describe(self, item_id: str) -> ItemOut:
+        """What the service knows of the item now, and whether /candidates may return it."""
+        await self.recommender.sync_catalog(await self.store.catalog_generation())
+        record = self.recommender.catalog.records.get(item_id)
+        version = self.registry.active
+        row = None if version is None else version.item_rows.get(item_id)
+        if record is None and row is None:
+            raise ItemNotFoundError(item_id)
+        reason = record.blocked_reason(time.time()) if record is not None else None
+        if reason is None and row is None:
+            name = version.name if version is not None else "none"
+            reason = f"not in model version {name}: it is served once a version is trained with it"
+        if record is not None and record.attributes is not None:
+            attributes, source = dict(record.attributes), "catalog"
+        elif row is not None:
+            attributes, source = self._model_attributes(item_id), "model"
+        else:
+            attributes, source = {}, "none"
+        return ItemOut(
+            item_id=item_id,
+            recommendable=reason is None,
+            reason=reason,
+            model_version=version.name if version is not None else None,
+            in_model=row is not None,
+            indexes=[] if version is None or row is None else _indexes(version),
+            hidden=record.hidden if record else False,
+            deleted=record.deleted if record else False,
+            available_from=record.available_from if record else None,
+            available_until=record.available_until if record else None,
+            attributes=attributes,
+            attributes_from=source,
+            updated_at=record.updated_at if record else None,
+            generation=record.seq if record else 0,
+        )
+
+    # -- similar items ---------------------------------------------------------------------------
+
+    def _unit_vectors(self, version: ServingVersion, method: str) -> np.ndarray | None:
+        key = (version.name, method)
+        if key not in self._unit:
+            if method == "als":
+                vectors = version.als.vectors
+            elif method == "two_tower" and version.two_tower is not None:
+                vectors = version.two_tower.vectors
+            elif method == "content_based" and version.content is not None:
+                vectors = version.content.vectors[:, :-1]  # without the popularity column
+            else:
+                return None
+            if len(self._unit) >= 8:  # a few versions x methods; old versions drop out
+                self._unit.pop(next(iter(self._unit)))
+            self._unit[key] = unit_rows(vectors)
+        return self._unit[key]
+
+    async def similar(self, item_id: str, k: int, filters: Filters | None) -> SimilarResponse:
+        version = self._version()
+        row = version.item_rows.get(item_id)
+        if row is None:
+            if item_id in self.recommender.catalog.records:
+                raise ItemNotFoundError(f"{item_id} is not in model version {version.name} yet")
+            raise ItemNotFoundError(item_id)
+        await self.recommender.sync_catalog(await self.store.catalog_generation())
+        filt = self.recommender.compile(filters, version)
+        excluded = np.concatenate([filt.denied, filt.hidden])
+        passing = filt.allowed  # hidden rows are in `excluded` when there is no filter
+        for method in ("als", "two_tower", "content_based"):
+            unit = self._unit_vectors(version, method)
+            if unit is None or not has_vector(unit, row):
+                continue
+            if len(unit) <= _SIMILAR_INLINE_ROWS:
+                rows, scores = similar_rows(unit, row, k, passing, excluded)
+            else:
+                rows, scores = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, similar_rows, unit, row, k, passing, excluded
+                )
+            break
+        else:
+            method = "popularity"
+            rows, scores = version.popularity.top(k, filt.passing, np.append(excluded, row))
+        ids = version.item_ids
+        items = [{"item_id": ids[r], "score": s} for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
+        return SimilarResponse.model_validate(
+            {"item_id": item_id, "method_used": method, "model_version": version.name, "items": items}
+        )
+
+
+def _record(item_id: str, body: ItemIn) -> ItemRecord:
+    return ItemRecord(
+        item_id=item_id,
+        attributes=body.attributes,
+        hidden=body.hidden,
+        available_from=epoch(body.available_from),
+        available_until=epoch(body.available_until),
+        updated_at=time.time(),
+    )
+
+
+def _indexes(version: ServingVersion) -> list[str]:
+    out = ["als"]
+    if version.two_tower is not None:
+        out.append("two_tower")
+    if version.content is not None:
+        out.append("content_based")
+    return out
