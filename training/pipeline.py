@@ -67,8 +67,15 @@ def prepared_items(items: pa.Table | None, settings: TrainSettings) -> pa.Table 
 
 
 def load_dataset_from(
-    source: str, settings: TrainSettings, *, query: str | None = None, drop_unknown_events: bool = False
+    source: str,
+    settings: TrainSettings,
+    *,
+    query: str | None = None,
+    drop_unknown_events: bool = False,
+    drop_items: set[str] | None = None,
 ) -> Dataset:
+    """`drop_items`: ids whose events are left out (deleted or expired through the items API,
+    training/catalog_state.py); how many is in `info["dropped_by_catalog"]`."""
     log = read_interactions(
         source,
         settings.event_weights,
@@ -77,7 +84,15 @@ def load_dataset_from(
         drop_invalid_rows=settings.drop_invalid_rows,
         timestamp_unit=settings.timestamp_unit,
     )
-    return dataset_from_log(log, settings)
+    dropped = 0
+    if drop_items:
+        from training.catalog_state import drop_items as without
+
+        log, dropped = without(log, drop_items)
+    data = dataset_from_log(log, settings)
+    if drop_items:
+        data.info["dropped_by_catalog"] = {"items": len(drop_items), "events": dropped}
+    return data
 
 
 def dataset_from_log(log: InteractionLog, settings: TrainSettings) -> Dataset:

@@ -4,10 +4,11 @@ and `--items`, output checks, and the options that are not training settings."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -18,6 +19,9 @@ from feature_store.errors import VersionNotReadyError
 from feature_store.manifest import ArtifactError
 from training.errors import TrainingInputError
 from training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from training.catalog_state import CatalogState
 
 app = typer.Typer(
     help="Recommendation candidate service: build datasets, train and evaluate models.",
@@ -96,26 +100,61 @@ def _report_read(info: dict[str, Any]) -> None:
     if info.get("dropped_invalid_rows"):
         dropped = ", ".join(f"{n:,} {why}" for why, n in info["dropped_invalid_rows"].items())
         _say(f"dropped invalid rows (--drop-invalid-rows): {dropped}")
+    if info.get("dropped_by_catalog"):
+        gone = info["dropped_by_catalog"]
+        _say(
+            f"dropped {gone['events']:,} events of {gone['items']:,} items deleted or expired through "
+            "the items API (--no-catalog keeps them)"
+        )
     if info.get("dropped_unknown_events"):
         _say(f"dropped rows with unknown event types: {info['dropped_unknown_events']}")
 
 
-def _read_items(source: str | None, settings: TrainSettings) -> Any:
-    """`--items` for every command that takes it: read, prepared, its choices printed."""
-    if source is None:
+def _catalog(settings: TrainSettings, use: bool) -> CatalogState | None:
+    """The items API's run-time changes, for a run that applies them (`--catalog`)."""
+    if not use:
+        return None
+    from training.catalog_state import read_catalog_state
+
+    try:
+        state = read_catalog_state(settings.artifacts)
+    except StoreUnavailableError as exc:
+        raise TrainingInputError(
+            f"the run-time catalog could not be read ({exc}); start the store, or pass --no-catalog "
+            "to train without the items API's changes"
+        ) from exc
+    if state.records:
+        _say(f"catalog: {len(state.records):,} items changed through the items API ({state.source})")
+    return state
+
+
+def _read_items(source: str | None, settings: TrainSettings, catalog: CatalogState | None = None) -> Any:
+    """`--items` for every command that takes it: read, prepared, its choices printed; with the
+    run-time catalog's attributes merged in."""
+    overrides = {i: r for i, r in catalog.records.items() if r.attributes is not None} if catalog else {}
+    if source is None and not overrides:
         return None
     from training.readers import read_items
 
-    prepared = read_items(source, settings.item_options())
+    prepared = read_items(source, settings.item_options(), overrides)
     for note in prepared.notes:
         _say(f"read: {note}")
     return prepared.table
 
 
-def _load(source: str, settings: TrainSettings, query: str | None = None, drop_unknown: bool = False) -> Any:
+def _load(
+    source: str,
+    settings: TrainSettings,
+    query: str | None = None,
+    drop_unknown: bool = False,
+    catalog: CatalogState | None = None,
+) -> Any:
     from training.pipeline import load_dataset_from
 
-    data = load_dataset_from(source, settings, query=query, drop_unknown_events=drop_unknown)
+    drop = catalog.dropped_ids(time.time()) if catalog else None
+    data = load_dataset_from(
+        source, settings, query=query, drop_unknown_events=drop_unknown, drop_items=drop or None
+    )
     _report_read(data.info)
     return data
 
@@ -155,6 +194,17 @@ InteractionsOpt = Annotated[
 QueryOpt = Annotated[
     str | None, typer.Option("--query", help="SQL query for a SQL URL (default: the UserInteraction table).")
 ]
+CatalogOpt = Annotated[
+    bool,
+    typer.Option(
+        "--catalog/--no-catalog",
+        help="Apply the items API's run-time changes, read from RECSYS_REDIS_URL's store (else the "
+        "artifacts folder's CATALOG.jsonl): events of deleted and expired items dropped, attributes "
+        "set at run time merged into the item metadata. Hidden items are kept (hiding is reversible; "
+        "the catalog keeps them out of answers).",
+    ),
+]
+
 ItemsOpt = Annotated[
     str | None,
     typer.Option(

@@ -13,10 +13,12 @@ import typer
 from tqdm import tqdm
 
 from training.commands.common import (
+    CatalogOpt,
     DropUnknownOpt,
     InteractionsOpt,
     ItemsOpt,
     QueryOpt,
+    _catalog,
     _load,
     _print_holdout,
     _read_items,
@@ -65,6 +67,7 @@ def train(
     *,
     drop_unknown_events: DropUnknownOpt = False,
     items: ItemsOpt = None,
+    catalog: CatalogOpt = True,
     settings: TrainSettings,
 ) -> None:
     """Train ALS (implicit here, or Spark MLlib with --engine spark), evaluate it on a holdout beside
@@ -81,8 +84,11 @@ def train(
             raise TrainingInputError(
                 "--use-gpu: implicit found no CUDA device; drop the flag to train on CPU."
             )
-    item_table = _read_items(items, settings)
+    state = _catalog(settings, catalog)
+    item_table = _read_items(items, settings, state)
     if settings.engine is Engine.spark:
+        if state is not None and state.dropped_ids(time.time()):
+            _say("note: --engine spark keeps the events of deleted items (their attributes are merged)")
         _train_on_spark(interactions, settings, query, drop_unknown_events, item_table)
         return
     start = time.perf_counter()
@@ -90,7 +96,7 @@ def train(
 
     preload_plotting()  # the version's PNG needs matplotlib: imported while the data loads
     _say(f"reading {interactions}")
-    data = _load(interactions, settings, query, drop_unknown_events)
+    data = _load(interactions, settings, query, drop_unknown_events, state)
     _say(
         f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, {data.info['pairs']:,} pairs"
     )
@@ -146,11 +152,17 @@ def _train_on_spark(
 
 
 def _read_for_all(
-    interactions: str, items: str | None, settings: TrainSettings, query: str | None, drop: bool
+    interactions: str,
+    items: str | None,
+    settings: TrainSettings,
+    query: str | None,
+    drop: bool,
+    catalog: bool = False,
 ) -> tuple[Any, Any]:
-    item_table = _read_items(items, settings)
+    state = _catalog(settings, catalog)
+    item_table = _read_items(items, settings, state)
     _say(f"reading {interactions}")
-    data = _load(interactions, settings, query, drop)
+    data = _load(interactions, settings, query, drop, state)
     _say(
         f"dataset: {data.info['users']:,} users x {data.info['items']:,} items, {data.info['pairs']:,} pairs"
     )
@@ -166,6 +178,7 @@ def train_all(
     query: QueryOpt = None,
     *,
     drop_unknown_events: DropUnknownOpt = False,
+    catalog: CatalogOpt = True,
     settings: TrainSettings,
 ) -> None:
     """Every model in one version (the seed's train_all_models.sh): dataset, ALS, popularity,
@@ -175,7 +188,7 @@ def train_all(
 
     _writable_folder(settings.artifacts, "--artifacts")
     start = time.perf_counter()
-    data, item_table = _read_for_all(interactions, items, settings, query, drop_unknown_events)
+    data, item_table = _read_for_all(interactions, items, settings, query, drop_unknown_events, catalog)
     report = run_train_all(data, settings, items=item_table, progress=_say)
     if report.tiers is not None:
         typer.echo(format_table(report.tiers, f"\nper-tier holdout, k={settings.k} (routed method in bold):"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -13,6 +15,9 @@ from training.readers.items import ItemOptions, ItemTable, prepare_items
 from training.readers.movielens import read_movielens, read_movielens_items
 from training.readers.sequences import looks_like_sequences, read_sequences, sequence_file
 from training.timestamps import EpochUnit
+
+if TYPE_CHECKING:
+    from feature_store.catalog import ItemRecord
 
 _SQL_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql", "mssql", "oracle")
 
@@ -59,20 +64,36 @@ def read_interactions(
     )
 
 
-def read_items(source: str, options: ItemOptions | None = None) -> ItemTable:
-    """Item metadata from a file or a MovieLens folder, prepared by the rules of `readers.items`.
+def read_items(
+    source: str | None,
+    options: ItemOptions | None = None,
+    catalog: Mapping[str, ItemRecord] | None = None,
+) -> ItemTable:
+    """Item metadata from a file or a MovieLens folder, with the run-time catalog's attributes
+    merged in (training/catalog_state.py), prepared by the rules of `readers.items`.
 
     Every command that takes `--items` reads it here, so a folder without metadata is the same
     error for `train` as for `train-all`."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        table = read_movielens_items(path)
-        if table is None:
-            raise TrainingInputError(
-                f"{path}: no item metadata found there (movies.dat, u.item); give a CSV or Parquet file."
-            )
-    elif path.is_file():
-        table = read_items_table(path)
-    else:
-        raise TrainingInputError(f"{path}: no such item metadata file or folder.")
-    return prepare_items(table, options or ItemOptions(), source=str(path))
+    options = options or ItemOptions()
+    table: pa.Table | None = None
+    where = "the run-time catalog"
+    if source is not None:
+        path = Path(source).expanduser()
+        where = str(path)
+        if path.is_dir():
+            table = read_movielens_items(path)
+            if table is None:
+                raise TrainingInputError(
+                    f"{path}: no item metadata found there (movies.dat, u.item); give a CSV or Parquet file."
+                )
+        elif path.is_file():
+            table = read_items_table(path)
+        else:
+            raise TrainingInputError(f"{path}: no such item metadata file or folder.")
+    if catalog:
+        from training.catalog_state import merge_items
+
+        table = merge_items(table, catalog, options.list_separator)
+    if table is None:
+        raise TrainingInputError("no item metadata: give --items, or set attributes through the items API")
+    return prepare_items(table, options, source=where)
