@@ -16,9 +16,10 @@ MAX_SIMILAR = 1_000
 # A moment as epoch seconds or an ISO 8601 string ("2026-12-24T00:00:00Z"; no zone means UTC).
 # A datetime is only parsed from text: pydantic reads a large number as milliseconds, which would
 # let 1.7e12 (a millisecond timestamp sent by mistake) through as a date instead of a 422.
-Moment = Annotated[float, Field(ge=0, le=LATEST_TIME, allow_inf_nan=False)] | Annotated[
-    datetime, Field(strict=True)
-]
+Moment = (
+    Annotated[float, Field(ge=0, le=LATEST_TIME, allow_inf_nan=False)]
+    | Annotated[datetime, Field(strict=True)]
+)
 
 
 def epoch(value: float | datetime | None) -> float | None:
@@ -149,7 +150,9 @@ class SimilarRequest(BaseModel):
 
 class SimilarItem(BaseModel):
     item_id: str
-    score: float = Field(description="Cosine similarity to the item (higher is closer).")
+    score: float = Field(
+        description="The model's score for the pair (ALS: the inner product of their vectors)."
+    )
 
 
 class SimilarResponse(BaseModel):

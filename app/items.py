@@ -10,7 +10,6 @@ concurrent one), so two PATCHes of one item never lose each other's change.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from concurrent.futures import Executor
 
@@ -28,14 +27,13 @@ from app.item_schemas import (
 )
 from app.recommend import Recommender
 from app.retrieval.filters import Filters
-from app.retrieval.similar import has_vector, similar_rows, unit_rows
+from app.retrieval.search import SearchParams
 from app.version_registry import VersionRegistry
 from app.versions import ServingVersion
 from feature_store.base import FeatureStore
 from feature_store.catalog import AttributeValue, CatalogConflictError, ItemRecord
 
 _PATCH_ATTEMPTS = 5
-_SIMILAR_INLINE_ROWS = 50_000  # rows x 1 product below which a similar-items search stays on the loop
 
 
 class ItemNotFoundError(Exception):
@@ -58,7 +56,7 @@ class ItemsService:
         self.registry = registry
         self.recommender = recommender
         self.executor = executor
-        self._unit: dict[tuple[str, str], np.ndarray] = {}
+        self.params = SearchParams(ef_search=recommender.settings.ef_search)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -182,23 +180,11 @@ class ItemsService:
 
     # -- similar items ---------------------------------------------------------------------------
 
-    def _unit_vectors(self, version: ServingVersion, method: str) -> np.ndarray | None:
-        key = (version.name, method)
-        if key not in self._unit:
-            if method == "als":
-                vectors = version.als.vectors
-            elif method == "two_tower" and version.two_tower is not None:
-                vectors = version.two_tower.vectors
-            elif method == "content_based" and version.content is not None:
-                vectors = version.content.vectors[:, :-1]  # without the popularity column
-            else:
-                return None
-            if len(self._unit) >= 8:  # a few versions x methods; old versions drop out
-                self._unit.pop(next(iter(self._unit)))
-            self._unit[key] = unit_rows(vectors)
-        return self._unit[key]
-
     async def similar(self, item_id: str, k: int, filters: Filters | None) -> SimilarResponse:
+        """The item's own vector as the query of the version's index, by the index's own score
+        (ALS: the inner product). Measured against cosine on held-out co-interactions and on the
+        next item a user took (bench/similar_quality.py): the inner product won on every set,
+        by 19-145%, and beat popularity too; cosine lost to popularity on MovieLens."""
         version = self._version()
         row = version.item_rows.get(item_id)
         if row is None:
@@ -207,22 +193,27 @@ class ItemsService:
             raise ItemNotFoundError(item_id)
         await self.recommender.sync_catalog(await self.store.catalog_generation())
         filt = self.recommender.compile(filters, version)
-        excluded = np.concatenate([filt.denied, filt.hidden])
-        passing = filt.allowed  # hidden rows are in `excluded` when there is no filter
-        for method in ("als", "two_tower", "content_based"):
-            unit = self._unit_vectors(version, method)
-            if unit is None or not has_vector(unit, row):
+        itself = np.array([row], np.int64)
+        for method, index in (
+            ("als", version.als),
+            ("two_tower", version.two_tower),
+            ("content_based", version.content),
+        ):
+            if index is None:
                 continue
-            if len(unit) <= _SIMILAR_INLINE_ROWS:
-                rows, scores = similar_rows(unit, row, k, passing, excluded)
-            else:
-                rows, scores = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, similar_rows, unit, row, k, passing, excluded
-                )
+            query = np.array(index.vectors[row], np.float32)
+            if method == "content_based":
+                query[-1] = version.content_prior  # the popularity column weighs as in a user query
+            if not np.any(query):
+                continue  # a zero vector is similar to nothing: try the next model
+            result = await index.asearch(query, k, filt, itself, self.params, self.executor)
+            rows, scores = result.rows, result.scores
             break
         else:
             method = "popularity"
-            rows, scores = version.popularity.top(k, filt.passing, np.append(excluded, row))
+            rows, scores = version.popularity.top(
+                k, filt.passing, np.concatenate([filt.denied, filt.hidden, itself])
+            )
         ids = version.item_ids
         items = [{"item_id": ids[r], "score": s} for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
         return SimilarResponse.model_validate(

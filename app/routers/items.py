@@ -149,9 +149,9 @@ async def get_similar(
     svc: Annotated[Services, Depends(services)],
     k: Annotated[int, Query(ge=1, le=MAX_SIMILAR, description="How many.")] = 20,
 ) -> Response:
-    """The nearest items by cosine of the version's item vectors (ALS, else Two-Tower, else
-    content; `method_used` says which), never the item itself nor a hidden, deleted or expired
-    one."""
+    """The items the version's vectors score highest against this item's (ALS, else Two-Tower,
+    else content; `method_used` says which), never the item itself nor a hidden, deleted or
+    expired one."""
     return await _similar(svc, item_id, SimilarRequest(k=k))
 
 

@@ -22,11 +22,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def pair(own_artifacts: Path, own_store_settings: StoreSettings) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+def pair(own_artifacts: Path, own_store_settings: StoreSettings) -> Iterator[tuple[httpx.Client, ...]]:
     """Two servers on the same store, as two workers or two replicas are."""
     one = LiveServer(create_app(serve_settings(own_artifacts, admin_token=TOKEN), own_store_settings))
     two = LiveServer(create_app(serve_settings(own_artifacts, admin_token=TOKEN), own_store_settings))
-    with one, two, httpx.Client(base_url=one.url, timeout=10) as a, httpx.Client(base_url=two.url, timeout=10) as b:
+    a, b = httpx.Client(base_url=one.url, timeout=10), httpx.Client(base_url=two.url, timeout=10)
+    with one, two, a, b:
         yield a, b
 
 
@@ -90,7 +91,8 @@ def test_a_price_change_takes_effect_in_filters_at_once(pair, own_artifacts: Pat
     cheap = {"attributes": {"price": {"lte": 1.0}}}
     before = _items(b, user, filters=cheap)
     expensive = next(i for i in _items(b, user) if i not in before)
-    assert a.patch(f"/items/{expensive}", json={"attributes": {"price": 0.5}}, headers=AUTH).status_code == 200
+    repriced = a.patch(f"/items/{expensive}", json={"attributes": {"price": 0.5}}, headers=AUTH)
+    assert repriced.status_code == 200
     assert expensive in _items(b, user, filters=cheap)
     described = a.get(f"/items/{expensive}", headers=AUTH).json()
     assert described["attributes"]["price"] == 0.5 and described["attributes_from"] == "catalog"
@@ -168,21 +170,21 @@ def test_a_batch_naming_an_item_twice_is_refused(pair) -> None:
 
 def test_the_catalog_survives_a_restart_and_a_version_swap(own_artifacts: Path, own_store_settings) -> None:
     settings = serve_settings(own_artifacts, admin_token=TOKEN)
-    with LiveServer(create_app(settings, own_store_settings)) as first:
-        with httpx.Client(base_url=first.url) as a:
-            item = _items(a, "someone-new", k=1)[0]
-            a.patch(f"/items/{item}", json={"hidden": True}, headers=AUTH)
-    with LiveServer(create_app(settings, own_store_settings)) as restarted:
-        with httpx.Client(base_url=restarted.url) as b:
-            assert item not in _items(b, "someone-new")
-            publish(own_store_settings, own_artifacts / "als_v2")  # trained before the change
-            b.post("/admin/reload", headers=AUTH)
-            answer = b.post("/candidates", json={"user_id": "someone-new", "k": 300}).json()
-            assert answer["model_version"] == "als_v2"
-            assert item not in [c["item_id"] for c in answer["candidates"]]
+    first = LiveServer(create_app(settings, own_store_settings))
+    with first, httpx.Client(base_url=first.url) as a:
+        item = _items(a, "someone-new", k=1)[0]
+        a.patch(f"/items/{item}", json={"hidden": True}, headers=AUTH)
+    restarted = LiveServer(create_app(settings, own_store_settings))
+    with restarted, httpx.Client(base_url=restarted.url) as b:
+        assert item not in _items(b, "someone-new")
+        publish(own_store_settings, own_artifacts / "als_v2")  # trained before the change
+        b.post("/admin/reload", headers=AUTH)
+        answer = b.post("/candidates", json={"user_id": "someone-new", "k": 300}).json()
+        assert answer["model_version"] == "als_v2"
+        assert item not in [c["item_id"] for c in answer["candidates"]]
 
 
-def test_similar_items_are_near_by_cosine_and_never_the_item_itself(pair, own_artifacts: Path) -> None:
+def test_similar_items_rank_by_the_models_score_and_never_hold_the_item_itself(pair, own_artifacts: Path) -> None:
     _, b = pair
     ids = load_mapping(own_artifacts / "als_v1", "item_mapping.json")
     item = ids[0]
@@ -191,11 +193,9 @@ def test_similar_items_are_near_by_cosine_and_never_the_item_itself(pair, own_ar
     got = [s["item_id"] for s in answer["items"]]
     assert len(got) == 10 and item not in got
     vectors = np.load(own_artifacts / "als_v1" / "item_factors.npy")
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    cosine = unit @ unit[0]
-    cosine[0] = -np.inf
-    expected = [ids[r] for r in np.argsort(-cosine)[:10]]
-    assert got == expected
+    scores = vectors @ vectors[0]
+    scores[0] = -np.inf
+    assert got == [ids[r] for r in np.argsort(-scores)[:10]]
     filtered = b.post(
         f"/items/{item}/similar", json={"k": 5, "filters": {"attributes": {"price": {"lte": 20}}}}
     ).json()
