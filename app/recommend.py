@@ -146,7 +146,10 @@ class Recommender:
             log.warning("catalog not refreshed (generation %s): %s", generation, exc or "timed out")
 
     def catalog_view(self, version: ServingVersion) -> VersionCatalog:
-        return self.catalog.view(version.name, version.item_rows, len(version.item_ids))
+        content = version.content.vectors if version.content is not None else None
+        return self.catalog.view(
+            version.name, version.item_rows, len(version.item_ids), version.content_encoder, content
+        )
 
     def compile(self, filters: Filters | None, version: ServingVersion) -> CompiledFilter:
         """A request's filters under the run-time catalog; a 422 naming the field when they do
@@ -296,15 +299,21 @@ class Recommender:
             self.metrics.candidates, variant.name, chosen.tier.value, chosen.method.value
         ).inc()
         ids = version.item_ids
+        n = len(ids)
+        if len(rows) and int(rows.max()) >= n:  # new items joined in (content_based)
+            view = self.catalog_view(version)
+            names = [view.item_id(r, ids) for r in rows.tolist()]
+        else:
+            names = [ids[r] for r in rows.tolist()]
         if isinstance(source, str):
             candidates = [
-                {"item_id": ids[r], "score": s, "source": source}
-                for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+                {"item_id": i, "score": s, "source": source}
+                for i, s in zip(names, scores.tolist(), strict=True)
             ]
         else:
             candidates = [
-                {"item_id": ids[r], "score": s, "source": src}
-                for r, s, src in zip(rows.tolist(), scores.tolist(), source, strict=True)
+                {"item_id": i, "score": s, "source": src}
+                for i, s, src in zip(names, scores.tolist(), source, strict=True)
             ]
         body = {
             "user_id": req.user_id,
@@ -372,12 +381,10 @@ class Recommender:
             )
         if method is Method.content_based and vectors.content is not None and version.content is not None:
             assert profile is not None
-            return (
-                *await self._search(
-                    version.content, vectors.content, k, filt, self._own_items(profile, exclude), variant
-                ),
-                "content_based",
+            rows, scores = await self._search(
+                version.content, vectors.content, k, filt, self._own_items(profile, exclude), variant
             )
+            return (*self.with_new_items(version, vectors.content, rows, scores, k, filt), "content_based")
         if method is Method.ensemble and vectors.als is not None and vectors.two_tower is not None:
             assert version.two_tower is not None
             params = self._fusion(version, variant)
@@ -403,6 +410,30 @@ class Recommender:
             return rows, scores, sources
         rows, scores = version.popularity.top(k, filt.passing, self._excluded(filt, exclude))
         return rows, scores, "popularity"
+
+    def with_new_items(
+        self,
+        version: ServingVersion,
+        query: np.ndarray,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        filt: CompiledFilter,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The content answer with the catalog's new items scored alike (the same query against
+        their content vectors, whose popularity share is 0) and merged in by score."""
+        new = self.catalog_view(version).new
+        if not len(new):
+            return rows, scores
+        candidates = np.arange(len(new)) if filt.new_passing is None else np.flatnonzero(filt.new_passing)
+        if not len(candidates):
+            return rows, scores
+        found = new.content[candidates] @ np.asarray(query, np.float32)
+        top = np.argsort(-found, kind="stable")[:k]
+        merged_rows = np.concatenate([rows, len(version.item_ids) + candidates[top]])
+        merged_scores = np.concatenate([scores, found[top].astype(np.float32)])
+        order = np.argsort(-merged_scores, kind="stable")[:k]
+        return merged_rows[order], merged_scores[order]
 
     # -- POST /interactions ---------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from app.retrieval.attributes import AttributeTable
+from app.retrieval.content_encoder import ContentEncoder
 from app.retrieval.foldin import FoldInModel
 from app.retrieval.popularity import PopularityRanking
 from app.retrieval.search import ItemIndex
@@ -69,6 +70,7 @@ class ServingVersion:
     user_tower: UserTower | None = None  # encodes a history the training run never saw
     fusion: FusionParams | None = None
     live_view: LiveView | None = None  # how run-time events fold into this version (live_view.py)
+    content_encoder: ContentEncoder | None = None  # new items' metadata -> content vectors
 
 
 def _live_since(manifest: Manifest) -> float | None:
@@ -299,4 +301,5 @@ def _load_verified(
         user_tower=None if two_tower is None else UserTower.load(entry_path(folder, TWO_TOWER_USER_TOWER)),
         fusion=fusion if two_tower is not None else None,
         live_view=LiveView(item_rows, _live_since(manifest)),
+        content_encoder=None if content is None else ContentEncoder.load(folder, content.dim - 1),
     )

@@ -25,6 +25,9 @@ ITEM_CONFIDENCE_WEIGHTS = "item_confidence_weights.npy"
 # The other models of a train-all version (each optional: a plain `train` writes none of them).
 POPULARITY_SCORES = "popularity_scores.npy"  # float32 per item, time-decayed
 CONTENT_VECTORS = "content_vectors.npy"  # unit content vector + popularity share column
+CONTENT_ENCODER = "content_encoder.json"  # how a new item's metadata becomes its content vector
+CONTENT_IDF = "content_idf.npy"  # the fitted TF-IDF weights, per term of the encoder's vocabulary
+CONTENT_COMPONENTS = "content_components.npy"  # the fitted SVD, dim x terms
 TWO_TOWER_ITEMS = "two_tower_item_embeddings.npy"
 TWO_TOWER_USERS = "two_tower_user_embeddings.npy"  # published as the 'two_tower' embedding
 TWO_TOWER_USER_TOWER = "two_tower_user_tower.npz"  # numpy weights: encodes any history at serve time

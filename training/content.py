@@ -32,39 +32,72 @@ class ContentParams:
 
 
 @dataclass
+class ContentEncoder:
+    """What it takes to give an item that was not in training its content vector: the document
+    rules (which columns are tags, text, numbers with their bucket edges) and the fitted TF-IDF and
+    SVD as plain arrays, so serving encodes a new item's metadata with numpy (no pickle, no
+    scikit-learn). `app/retrieval/content_encoder.py` is its mirror."""
+
+    columns: dict[str, str]  # column -> "tokens" (category, tags), "text" or "number"
+    edges: dict[str, list[float]]  # number column -> its quantile bucket edges
+    vocabulary: list[str]  # term per TF-IDF column
+    idf: np.ndarray  # float32 per term
+    components: np.ndarray | None  # float32 dim x terms (None: the TF-IDF is the vector)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"columns": self.columns, "edges": self.edges, "vocabulary": self.vocabulary}
+
+
+@dataclass
 class ContentModel:
     vectors: np.ndarray  # float32 items x dim, unit rows (zero rows for items without metadata)
     present: np.ndarray  # bool per item: has metadata
     info: dict[str, Any] = field(default_factory=dict)
+    encoder: ContentEncoder | None = None
 
 
 def _token(column: str, value: object) -> str:
     return f"{column}_{_TOKEN_SAFE.sub('_', str(value).lower()).strip('_')}"
 
 
-def _column_tokens(name: str, array: pa.ChunkedArray) -> list[list[str]] | None:
-    """Tokens per row for a structured column, or None for free text (handled by the analyzer)."""
+def _column_tokens(
+    name: str, array: pa.ChunkedArray, rules: dict[str, str], edges: dict[str, list[float]]
+) -> list[list[str]] | None:
+    """Tokens per row for a structured column, or None for free text (handled by the analyzer).
+    Records in `rules` and `edges` how each column was read, for the encoder."""
     kind = array.type
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        rules[name] = "tokens"
         return [[_token(name, v) for v in (row or []) if v is not None] for row in array.to_pylist()]
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
         finite = values[np.isfinite(values)]
         if not len(finite):
             return [[] for _ in values]
-        edges = np.unique(np.quantile(finite, np.linspace(0, 1, _QUANTILE_BUCKETS + 1)[1:-1]))
-        buckets = np.searchsorted(edges, values)
+        cuts = np.unique(np.quantile(finite, np.linspace(0, 1, _QUANTILE_BUCKETS + 1)[1:-1]))
+        rules[name], edges[name] = "number", [float(c) for c in cuts]
+        buckets = np.searchsorted(cuts, values)
         return [[f"{name}_q{b}"] if np.isfinite(v) else [] for v, b in zip(values, buckets, strict=True)]
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
         texts = pc.cast(array, pa.string()).to_pylist()
         if name in TEXT_COLUMNS:
+            rules[name] = "text"
             return None
+        rules[name] = "tokens"
         return [[_token(name, t)] if t else [] for t in texts]
     return [[] for _ in range(len(array))]
 
 
-def item_documents(items: pa.Table, item_ids: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """One document per item of `item_ids` (in that order), and which items had metadata."""
+def item_documents(
+    items: pa.Table,
+    item_ids: np.ndarray,
+    rules: dict[str, str] | None = None,
+    edges: dict[str, list[float]] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """One document per item of `item_ids` (in that order), and which items had metadata.
+    `rules` and `edges`, when given, receive how each column was read (the encoder's schema)."""
+    rules = {} if rules is None else rules
+    edges = {} if edges is None else edges
     ids = pc.cast(items["item_id"], pa.string())
     position = pc.index_in(pa.array(item_ids.astype(str)), value_set=ids)
     present = position.is_valid().to_numpy(zero_copy_only=False)
@@ -73,7 +106,7 @@ def item_documents(items: pa.Table, item_ids: np.ndarray) -> tuple[list[str], np
     for name in table.column_names:
         if name == "item_id" or pa.types.is_temporal(table[name].type):
             continue
-        tokens = _column_tokens(name, table[name])
+        tokens = _column_tokens(name, table[name], rules, edges)
         if tokens is None:
             for row, text in enumerate(pc.cast(table[name], pa.string()).to_pylist()):
                 if text:
@@ -92,7 +125,9 @@ def fit_content(
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    docs, present = item_documents(items, item_ids)
+    rules: dict[str, str] = {}
+    edges: dict[str, list[float]] = {}
+    docs, present = item_documents(items, item_ids, rules, edges)
     if not present.any():
         raise ValueError("no item of the interaction data has a row in the item metadata (check item_id)")
     vectorizer = TfidfVectorizer(
@@ -104,9 +139,14 @@ def fit_content(
     tfidf = vectorizer.fit_transform(docs)
     n_terms = tfidf.shape[1]
     dim = max(1, min(params.dim, n_terms - 1, int(present.sum()) - 1))
+    components: np.ndarray | None = None
     if dim >= 2:
         svd = TruncatedSVD(n_components=dim, algorithm="randomized", n_iter=7, random_state=params.seed)
-        dense = svd.fit_transform(tfidf).astype(np.float32)
+        svd.fit(tfidf)
+        components = np.ascontiguousarray(svd.components_, np.float32)
+        # The projection, not fit_transform's U x S: the randomized SVD's two differ a little
+        # (cosine 0.98 seen), and serving places new items by the projection.
+        dense = np.asarray(tfidf @ components.T, np.float32)
         explained = float(svd.explained_variance_ratio_.sum())
     else:  # a vocabulary of one or two terms: the TF-IDF itself is the vector
         dense = tfidf.toarray().astype(np.float32)
@@ -120,7 +160,9 @@ def fit_content(
         "items_with_metadata": int(present.sum()),
         "explained_variance": round(explained, 4),
     }
-    return ContentModel(vectors, present, info)
+    terms = vectorizer.get_feature_names_out().tolist()
+    encoder = ContentEncoder(rules, edges, terms, vectorizer.idf_.astype(np.float32), components)
+    return ContentModel(vectors, present, info, encoder)
 
 
 def content_profiles(vectors: np.ndarray, matrix: Any) -> np.ndarray:

@@ -15,6 +15,9 @@ import scipy.sparse as sp
 
 from feature_store.index_files import IndexMeta, Metric
 from feature_store.version_files import (
+    CONTENT_COMPONENTS,
+    CONTENT_ENCODER,
+    CONTENT_IDF,
     CONTENT_VECTORS,
     POPULARITY_SCORES,
     TWO_TOWER_ITEMS,
@@ -55,6 +58,12 @@ def write_model_set(
         index, meta = build_index(vectors, ip, "content", CONTENT_VECTORS, queries=queries)
         write_index(index, folder, meta)
         metas["content"] = meta
+        encoder = models.content.encoder
+        if encoder is not None:
+            (folder / CONTENT_ENCODER).write_text(json.dumps(encoder.as_json(), ensure_ascii=False) + "\n")
+            _save(folder, CONTENT_IDF, encoder.idf)
+            if encoder.components is not None:
+                _save(folder, CONTENT_COMPONENTS, encoder.components)
     tt = models.two_tower
     if tt is not None:
         _save(folder, TWO_TOWER_ITEMS, tt.item_embeddings)

@@ -14,14 +14,32 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from app.retrieval import bitmaps
+from app.retrieval.content_encoder import ContentEncoder
 from feature_store.base import FeatureStore
 from feature_store.catalog import AttributeValue, CatalogChanges, ItemRecord
+
+
+@dataclass(frozen=True)
+class NewItems:
+    """Items added through the items API that the version was not trained on, recommendable
+    now, with their content vectors from the version's content encoder (content_encoder.py).
+    Their rows continue the version's: row `n_items + i` is `ids[i]`."""
+
+    ids: list[str]
+    attributes: list[Mapping[str, AttributeValue]]
+    content: np.ndarray  # float32 len(ids) x (dim + 1): as the content index's rows (placed_row)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+NO_NEW_ITEMS = NewItems([], [], np.empty((0, 0), np.float32))
 
 
 @dataclass(frozen=True)
@@ -33,35 +51,74 @@ class VersionCatalog:
     visible: np.ndarray | None  # packed bitmap of the other rows; None when nothing is blocked
     overrides: Mapping[int, Mapping[str, AttributeValue]]  # row -> its attributes now
     valid_until: float  # the first moment an availability window opens or closes
+    new: NewItems = NO_NEW_ITEMS
 
     @property
     def is_empty(self) -> bool:
-        return not len(self.blocked) and not self.overrides
+        return not len(self.blocked) and not self.overrides and not len(self.new)
+
+    def item_id(self, row: int, item_ids: list[str]) -> str:
+        return item_ids[row] if row < self.n_items else self.new.ids[row - self.n_items]
 
 
 EMPTY_CATALOG = VersionCatalog(0, np.empty(0, np.int64), None, {}, math.inf)
 
 
+NEIGHBOURS = 10  # trained items whose popularity a new item's prior borrows
+
+
+def placed_row(vector: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """A new item's row of the content index: its unit content vector, and as its popularity
+    share the mean share of its `NEIGHBOURS` nearest trained items by content. A share of 0 (it
+    has no events yet) would bury it under any version whose validation chose a popularity
+    prior; its neighbours' share is the best guess of how popular an item of its kind becomes."""
+    cosine = content[:, :-1] @ vector
+    near = np.argpartition(-cosine, NEIGHBOURS - 1)[:NEIGHBOURS] if len(cosine) > NEIGHBOURS else slice(None)
+    share = float(np.mean(content[near, -1])) if len(cosine) else 0.0
+    return np.append(vector, np.float32(share)).astype(np.float32)
+
+
+Place = Callable[[ItemRecord], "np.ndarray | None"]  # a new item's content-index row, or None
+
+
 def version_catalog(
-    records: Mapping[str, ItemRecord], item_rows: Mapping[str, int], n_items: int, now: float
+    records: Mapping[str, ItemRecord],
+    item_rows: Mapping[str, int],
+    n_items: int,
+    now: float,
+    place: Place | None = None,
 ) -> VersionCatalog:
-    """Pure: the records applied to one version's rows at `now`. Records of items the version
-    does not know change nothing here (they matter to the next training run)."""
+    """Pure: the records applied to one version's rows at `now`. Items the version does not
+    know join as new items when `place` gives them a row of the content index (the version has
+    a content model and their metadata a term it knows)."""
     blocked: list[int] = []
     overrides: dict[int, Mapping[str, AttributeValue]] = {}
     valid_until = math.inf
+    new_ids: list[str] = []
+    new_attributes: list[Mapping[str, AttributeValue]] = []
+    new_vectors: list[np.ndarray] = []
     for item_id, record in records.items():
+        valid_until = min(valid_until, record.next_change(now))
         row = item_rows.get(item_id)
         if row is None:
+            if place is None or record.attributes is None or record.blocked_reason(now) is not None:
+                continue
+            vector = place(record)
+            if vector is not None:
+                new_ids.append(item_id)
+                new_attributes.append(record.attributes)
+                new_vectors.append(vector)
             continue
         if record.blocked_reason(now) is not None:
             blocked.append(row)
         if record.attributes is not None:
             overrides[row] = record.attributes
-        valid_until = min(valid_until, record.next_change(now))
     rows = np.unique(np.asarray(blocked, np.int64))
     visible = bitmaps.invert(bitmaps.from_rows(n_items, rows), n_items) if len(rows) else None
-    return VersionCatalog(n_items, rows, visible, overrides, valid_until)
+    new = NO_NEW_ITEMS
+    if new_ids:
+        new = NewItems(new_ids, new_attributes, np.vstack(new_vectors).astype(np.float32))
+    return VersionCatalog(n_items, rows, visible, overrides, valid_until, new)
 
 
 @dataclass
@@ -72,6 +129,8 @@ class CatalogState:
     generation: int = 0
     records: dict[str, ItemRecord] = field(default_factory=dict)
     _views: dict[str, tuple[int, VersionCatalog]] = field(default_factory=dict)
+    # Per version, each new item's content row by (item id, record seq): encoded once.
+    _placed: dict[str, dict[tuple[str, int], np.ndarray | None]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def apply(self, changes: CatalogChanges) -> None:
@@ -93,13 +152,38 @@ class CatalogState:
             async with asyncio.timeout(timeout_s):
                 self.apply(await store.catalog_changes(self.generation))
 
-    def view(self, version: str, item_rows: Mapping[str, int], n_items: int) -> VersionCatalog:
+    def view(
+        self,
+        version: str,
+        item_rows: Mapping[str, int],
+        n_items: int,
+        encoder: ContentEncoder | None = None,
+        content: np.ndarray | None = None,
+    ) -> VersionCatalog:
+        """`content`: the version's content-index rows, which place new items (placed_row)."""
         now = time.time()
         held = self._views.get(version)
         if held is not None and held[0] == self.generation and now < held[1].valid_until:
             return held[1]
-        view = version_catalog(self.records, item_rows, n_items, now) if self.records else EMPTY_CATALOG
+        place = None
+        if encoder is not None and content is not None:
+            cache = self._placed.setdefault(version, {})
+
+            def place(record: ItemRecord) -> np.ndarray | None:
+                key = (record.item_id, record.seq)
+                if key not in cache:
+                    assert encoder is not None and content is not None and record.attributes is not None
+                    vector = encoder.encode(record.attributes)
+                    cache[key] = None if vector is None else placed_row(vector, content)
+                return cache[key]
+
+        view = (
+            version_catalog(self.records, item_rows, n_items, now, place)
+            if self.records
+            else replace(EMPTY_CATALOG, n_items=n_items)
+        )
         if len(self._views) > 16:  # versions come and go; a worker serves a handful at most
             self._views.clear()
+            self._placed = {version: self._placed.get(version, {})}
         self._views[version] = (self.generation, view)
         return view

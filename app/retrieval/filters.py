@@ -9,8 +9,7 @@ the search onto a slower plan.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.retrieval import bitmaps
 from app.retrieval.attributes import AttributeTable
 from app.retrieval.catalog import EMPTY_CATALOG, VersionCatalog
+from app.retrieval.values import labels, number
 from feature_store.catalog import AttributeValue
 from feature_store.item_attributes import ColumnKind
 
@@ -109,6 +109,8 @@ class CompiledFilter:
     # other rows for a graph search's selector, which costs no wider beam when nearly all pass.
     hidden: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     visible: np.ndarray | None = None
+    # Which of the catalog's new items (catalog.NewItems, in order) pass; None: every one.
+    new_passing: np.ndarray | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -123,18 +125,46 @@ class CompiledFilter:
 NO_FILTER = CompiledFilter(None, np.empty(0, np.int64))
 
 
-def with_catalog(filt: CompiledFilter, catalog: VersionCatalog) -> CompiledFilter:
-    """`filt` with the catalog's blocked rows taken out."""
+def with_catalog(
+    filt: CompiledFilter, catalog: VersionCatalog, new_passing: np.ndarray | None = None
+) -> CompiledFilter:
+    """`filt` with the catalog's blocked rows taken out, and which new items pass."""
     if not len(catalog.blocked):
-        return filt
+        return replace(filt, new_passing=new_passing)
     assert catalog.visible is not None
     if filt.allowed is not None:
-        return CompiledFilter(np.bitwise_and(filt.allowed, catalog.visible), filt.denied)
+        return CompiledFilter(
+            np.bitwise_and(filt.allowed, catalog.visible), filt.denied, new_passing=new_passing
+        )
     if len(catalog.blocked) > BLOCKED_AS_FILTER * catalog.n_items:
         # So many blocked that a graph walk needs a wider beam to find k visible rows: the
         # catalog becomes a filter like any other, and the planner sizes the search for it.
-        return CompiledFilter(catalog.visible, filt.denied)
-    return CompiledFilter(None, filt.denied, catalog.blocked, catalog.visible)
+        return CompiledFilter(catalog.visible, filt.denied, new_passing=new_passing)
+    return CompiledFilter(None, filt.denied, catalog.blocked, catalog.visible, new_passing)
+
+
+def new_items_passing(filters: Filters, table: AttributeTable, catalog: VersionCatalog) -> np.ndarray:
+    """Which new items (not in the version, so not in its bitmaps) the filters let through,
+    each tested on its own attributes as `compile_filters` tests a replaced row."""
+    new = catalog.new
+    keep = np.ones(len(new), bool)
+    if filters.allow_items is not None:
+        allowed = set(filters.allow_items)
+        keep &= np.array([i in allowed for i in new.ids], bool)
+    if filters.deny_items:
+        denied = set(filters.deny_items)
+        keep &= np.array([i not in denied for i in new.ids], bool)
+    for name, cond in filters.attributes.items():
+        numeric = table.columns[name].kind is ColumnKind.numeric
+        for at, attributes in enumerate(new.attributes):
+            value = attributes.get(name)
+            if cond.in_ is not None and not {str(v) for v in cond.in_} & labels(value):
+                keep[at] = False
+            if cond.not_in is not None and {str(v) for v in cond.not_in} & labels(value):
+                keep[at] = False
+            if numeric and cond.has_range and not cond.holds_for_value(value):
+                keep[at] = False
+    return keep
 
 
 def compile_filters(
@@ -186,7 +216,8 @@ def compile_filters(
             bm = table.range_bitmap(column, lo, hi, cond.gt is not None, cond.lt is not None)
             narrow(_patched(bm, changed, [cond.holds_for_value(v) for v in values]))
     denied = np.array([item_rows[i] for i in filters.deny_items if i in item_rows], np.int64)
-    return with_catalog(CompiledFilter(allowed, denied), catalog)
+    passing = new_items_passing(filters, table, catalog) if len(catalog.new) else None
+    return with_catalog(CompiledFilter(allowed, denied), catalog, passing)
 
 
 def _patched(bm: np.ndarray, rows: np.ndarray, passes: list[bool]) -> np.ndarray:
@@ -200,35 +231,3 @@ def _patched(bm: np.ndarray, rows: np.ndarray, passes: list[bool]) -> np.ndarray
     np.bitwise_and.at(out, byte[~keep], ~bit[~keep])
     np.bitwise_or.at(out, byte[keep], bit[keep])
     return out
-
-
-def labels(value: AttributeValue) -> set[str]:
-    """A replaced attribute's values as the attribute table spells them (a whole number as
-    `3`, not `3.0`); missing is the empty set."""
-    if value is None:
-        return set()
-    if isinstance(value, list):
-        return {str(v) for v in value}
-    if isinstance(value, float):
-        return {str(int(value)) if value.is_integer() else str(value)}
-    return {value}
-
-
-def number(value: AttributeValue) -> float:
-    """A replaced attribute's value as a number: as given, parsed from text, or an ISO date as
-    epoch seconds (how the attribute table keeps dates); NaN (missing) when it is none of these."""
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            stamp = datetime.fromisoformat(value)
-        except ValueError:
-            return math.nan
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-        return stamp.timestamp()
-    return math.nan

@@ -184,7 +184,9 @@ def test_the_catalog_survives_a_restart_and_a_version_swap(own_artifacts: Path, 
         assert item not in [c["item_id"] for c in answer["candidates"]]
 
 
-def test_similar_items_rank_by_the_models_score_and_never_hold_the_item_itself(pair, own_artifacts: Path) -> None:
+def test_similar_items_rank_by_the_models_score_and_never_hold_the_item_itself(
+    pair, own_artifacts: Path
+) -> None:
     _, b = pair
     ids = load_mapping(own_artifacts / "als_v1", "item_mapping.json")
     item = ids[0]
