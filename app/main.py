@@ -102,6 +102,8 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
             log.warning("no model version loaded yet (publish one); /candidates answers 503 until then")
         if settings.reload_poll_s > 0:
             svc.tasks.append(asyncio.create_task(registry.poll(settings.reload_poll_s)))
+        if settings.new_item_poll_s > 0:
+            svc.tasks.append(asyncio.create_task(recommender.follow_new_items(settings.new_item_poll_s)))
         app.state.services = svc
         try:
             yield

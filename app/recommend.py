@@ -22,7 +22,8 @@ from app.health import StoreHealth
 from app.metrics import ServiceMetrics
 from app.retrieval.catalog import CatalogState, VersionCatalog
 from app.retrieval.filters import CompiledFilter, FilterError, Filters, compile_filters
-from app.retrieval.foldin import profile_interactions
+from app.retrieval.foldin import profile_interactions, solve_against
+from app.retrieval.item_foldin import NewItemEvents, user_gram
 from app.retrieval.routing import Capabilities, Method, Route, Thresholds, route
 from app.retrieval.search import SearchParams
 from app.schemas import CandidatesRequest, InteractionBatch
@@ -31,6 +32,8 @@ from app.version_registry import VersionRegistry
 from app.versions import ServingVersion
 from feature_store.base import FeatureStore, LiveEvent, StoreUnavailableError, UserProfile
 from feature_store.fusion import FusionParams, fuse
+from feature_store.version_files import USER_FACTORS, load_array
+from feature_store.version_paths import manifest_scope
 
 log = logging.getLogger("recsys.recommend")
 
@@ -74,6 +77,9 @@ class Recommender:
         self.health = health
         self.recent_limit = recent_limit
         self.catalog = CatalogState()  # the items API's changes, synced per request (catalog.py)
+        self.new_item_events = NewItemEvents()  # run-time events on new items (item_foldin.py)
+        self.new_item_vectors: dict[str, dict[str, np.ndarray]] = {}  # version -> item -> ALS vector
+        self._user_grams: dict[str, np.ndarray] = {}
         base = Thresholds(settings.warm_min_interactions, settings.hot_min_interactions)
         variants = registry.experiment.variants
         self._thresholds = {v.name: v.thresholds(base) for v in variants}
@@ -373,7 +379,8 @@ class Recommender:
     ) -> Ranked:
         method = chosen.method
         if method is Method.als and vectors.als is not None:
-            return (*await self._search(version.als, vectors.als, k, filt, exclude, variant), "als")
+            rows, scores = await self._search(version.als, vectors.als, k, filt, exclude, variant)
+            return (*self._with_new_als(version, vectors.als, rows, scores, k, filt), "als")
         if method is Method.two_tower and vectors.two_tower is not None and version.two_tower is not None:
             return (
                 *await self._search(version.two_tower, vectors.two_tower, k, filt, exclude, variant),
@@ -421,19 +428,103 @@ class Recommender:
         filt: CompiledFilter,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The content answer with the catalog's new items scored alike (the same query against
-        their content vectors, whose popularity share is 0) and merged in by score."""
+        their content rows, catalog.placed_row) and merged in by score."""
         new = self.catalog_view(version).new
         if not len(new):
             return rows, scores
         candidates = np.arange(len(new)) if filt.new_passing is None else np.flatnonzero(filt.new_passing)
-        if not len(candidates):
+        return _merged(rows, scores, len(version.item_ids) + candidates, new.content[candidates] @ query, k)
+
+    def _with_new_als(
+        self,
+        version: ServingVersion,
+        query: np.ndarray,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        filt: CompiledFilter,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ALS answer with the new items that have a folded-in vector, scored alike."""
+        folded = self.new_item_vectors.get(version.name)
+        if not folded:
             return rows, scores
-        found = new.content[candidates] @ np.asarray(query, np.float32)
-        top = np.argsort(-found, kind="stable")[:k]
-        merged_rows = np.concatenate([rows, len(version.item_ids) + candidates[top]])
-        merged_scores = np.concatenate([scores, found[top].astype(np.float32)])
-        order = np.argsort(-merged_scores, kind="stable")[:k]
-        return merged_rows[order], merged_scores[order]
+        new = self.catalog_view(version).new
+        at = [
+            j
+            for j, item in enumerate(new.ids)
+            if item in folded and (filt.new_passing is None or filt.new_passing[j])
+        ]
+        if not at:
+            return rows, scores
+        vectors = np.vstack([folded[new.ids[j]] for j in at])
+        return _merged(rows, scores, len(version.item_ids) + np.asarray(at, np.int64), vectors @ query, k)
+
+    # -- new items' ALS vectors (item_foldin.py) ------------------------------------------------
+
+    async def follow_new_items(self, poll_s: float) -> None:
+        """Every `poll_s`, fold the stream's events on new items into their ALS vectors."""
+        while True:
+            await asyncio.sleep(poll_s)
+            try:
+                await self.refresh_new_items()
+            except (StoreUnavailableError, TimeoutError) as exc:
+                self.metrics.store_errors.labels("new_items").inc()
+                log.warning("new items not refreshed: %s", exc or "timed out")
+            except Exception:  # a bug here must not end the task: the next poll tries again
+                log.exception("new items not refreshed")
+
+    async def refresh_new_items(self) -> int:
+        """Read the stream since last time; re-solve the ALS vector of every new item whose
+        events changed. Returns how many were re-solved."""
+        version = self.registry.active
+        if version is None or version.foldin is None or version.foldin.biased:
+            return 0
+        events = self.new_item_events
+        if events.after == "0" and version.live_view is not None and version.live_view.since:
+            events.after = f"{int(version.live_view.since * 1000)}-0"  # newer than its training data
+        changed: set[str] = set()
+        while True:
+            # Events of every item the version does not know, not only of today's new items: an
+            # item's events may reach the stream before its PUT reaches this worker.
+            entries = await self.store.read_events(events.after, 10_000)
+            changed |= events.add(entries, version.item_rows)
+            if len(entries) < 10_000:
+                break
+        folded = self.new_item_vectors.setdefault(version.name, {})
+        new_ids = set(self.catalog_view(version).new.ids)
+        due = (changed | {i for i in events.weights if i not in folded}) & new_ids
+        if not due:
+            return 0
+        gram = await self._user_gram(version)
+        foldin = version.foldin
+        for item in due:
+            users = events.weights[item]
+            profiles = await asyncio.gather(*(self.store.get_profile(version.name, u, 1) for u in users))
+            pairs = [
+                (p.embeddings["als"], w)
+                for p, w in zip(profiles, users.values(), strict=True)
+                if p.known and "als" in p.embeddings
+            ]
+            if pairs and any(w > 0 for _, w in pairs):
+                fixed = np.vstack([v for v, _ in pairs])
+                weights = np.array([w for _, w in pairs])
+                folded[item] = solve_against(gram, fixed, weights, foldin.alpha, foldin.scaling)
+        return len(due)
+
+    async def _user_gram(self, version: ServingVersion) -> np.ndarray:
+        """UᵀU + λI of the version's users, summed once (on a thread: millions of users)."""
+        gram = self._user_grams.get(version.name)
+        if gram is None:
+            regularization = float(version.manifest.hyperparameters["regularization"])
+
+            def load() -> np.ndarray:
+                with manifest_scope(version.folder, version.manifest.files):
+                    factors = load_array(version.folder, USER_FACTORS, mmap=True)
+                return user_gram(factors, regularization)
+
+            gram = await asyncio.get_running_loop().run_in_executor(None, load)
+            self._user_grams = {version.name: gram}  # only the active version's is kept
+        return gram
 
     # -- POST /interactions ---------------------------------------------------------------------
 
@@ -481,3 +572,16 @@ class Recommender:
             "unknown_items": sum(1 for e in events if e.item_row < 0),
             "model_version": main.name if main else None,
         }
+
+
+def _merged(
+    rows: np.ndarray, scores: np.ndarray, extra_rows: np.ndarray, extra_scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best k of an answer and of extra candidates scored alike, best first."""
+    if not len(extra_rows):
+        return rows, scores
+    top = np.argsort(-extra_scores, kind="stable")[:k]
+    all_rows = np.concatenate([rows, np.asarray(extra_rows, np.int64)[top]])
+    all_scores = np.concatenate([scores, np.asarray(extra_scores, np.float32)[top]])
+    order = np.argsort(-all_scores, kind="stable")[:k]
+    return all_rows[order], all_scores[order]

@@ -80,6 +80,12 @@ class ServeSettings(BaseSettings):
     reload_poll_s: float = Field(
         5.0, ge=0, description="How often the active-version pointer is checked; 0 = only on admin reload."
     )
+    new_item_poll_s: float = Field(
+        2.0,
+        ge=0,
+        description="How often each worker reads the event stream for events on items added through "
+        "the items API, to fold them into ALS vectors; 0 = never.",
+    )
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of /admin/*; unset = admin endpoints are disabled."
     )

@@ -86,6 +86,19 @@ class FoldInModel:
         return x.astype(np.float32)
 
 
+def solve_against(
+    gram: np.ndarray, fixed: np.ndarray, weights: np.ndarray, alpha: float, scaling: Scaling
+) -> np.ndarray:
+    """One unbiased ALS half step for any row, against the other side's fixed vectors `fixed`
+    (one per interaction, aggregated weights `weights`) and that side's `gram` (VᵀV + λI)."""
+    weights = np.asarray(weights, np.float64)
+    conf = np.abs(scale_values(weights, scaling)).astype(np.float64) * alpha
+    pref = (weights > 0).astype(np.float64)
+    z = np.asarray(fixed, np.float64)
+    a = gram + (z.T * (conf - 1.0)) @ z
+    return np.linalg.solve(a, z.T @ (conf * pref)).astype(np.float32)
+
+
 def profile_interactions(
     seen: np.ndarray,
     recent_items: np.ndarray,

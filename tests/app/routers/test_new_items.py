@@ -3,6 +3,7 @@ over HTTP on a train-all version (it has the content model) and a real Redis."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from app.retrieval.content_encoder import ContentEncoder
 from feature_store.manifest import read_manifest
 from feature_store.version_files import load_mapping
 from feature_store.version_paths import manifest_scope
-from tests.app.conftest import flush, publish, redis_settings, serve_settings
+from tests.app.conftest import flush, publish, redis_settings, serve_settings, users_by_tier
 from tests.app.live_server import LiveServer
 from tests.builders import small_data, train_all_version
 
@@ -117,3 +118,49 @@ def test_a_new_items_page_gets_similar_items_by_content(client: httpx.Client, ve
     assert "fresh-2" not in got and source in got  # its metadata twin is among the closest
     similar_categories = [meta[i]["category"] for i in got if i in meta]
     assert np.mean([c == meta[source]["category"] for c in similar_categories]) >= 0.5
+
+
+@pytest.fixture
+def fast_client(redis_url: str, version: Path) -> Iterator[httpx.Client]:
+    """The service reading the event stream for new items' events every 0.1 s."""
+    settings = redis_settings(redis_url, version.parent)
+    publish(settings, version)
+    app = create_app(serve_settings(version.parent, admin_token=TOKEN, new_item_poll_s=0.1), settings)
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=10) as c:
+        yield c
+    flush(settings)
+
+
+def test_a_new_item_gets_an_als_vector_from_its_events_and_reaches_warm_users(
+    fast_client: httpx.Client, version: Path
+) -> None:
+    data = small_data()
+    users = [str(u) for u in data.all_user_ids]
+    cluster_of = dict(zip(users, data.user_clusters.tolist(), strict=True))
+    warm = users_by_tier(version)["warm"]
+    cluster = cluster_of[warm[0]]
+    mine = [u for u in warm if cluster_of[u] == cluster]
+    others = [u for u in warm if cluster_of[u] != cluster]
+    meta = _metadata()
+    item_of = dict(zip(data.items["item_id"].to_pylist(), data.item_clusters.tolist(), strict=True))
+    twin = next(i for i, c in item_of.items() if c == cluster)
+    fast_client.put("/items/fresh-als", json={"attributes": meta[twin]}, headers=AUTH)
+    takers, askers = mine[: len(mine) // 2], mine[len(mine) // 2 :]
+    events = [{"user_id": u, "item_id": "fresh-als", "event_type": "like"} for u in takers]
+    assert fast_client.post("/interactions", json={"events": events}).status_code == 200
+
+    def reached(group: list[str]) -> float:
+        hits = 0
+        for user in group:
+            body = fast_client.post("/candidates", json={"user_id": user, "k": 30}).json()
+            assert body["method_used"] == "als"
+            hits += "fresh-als" in [c["item_id"] for c in body["candidates"]]
+        return hits / len(group)
+
+    deadline = time.monotonic() + 10
+    while reached(askers[:3]) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    mine_share, others_share = reached(askers), reached(others[:40])
+    # Half the warm users of its cluster took it; the other half now get it in their top 30
+    # (ALS, no retrain), warm users of other clusters much less often.
+    assert mine_share >= 0.5 and others_share <= mine_share / 3, (mine_share, others_share)
