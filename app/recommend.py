@@ -432,7 +432,8 @@ class Recommender:
         new = self.catalog_view(version).new
         if not len(new):
             return rows, scores
-        candidates = np.arange(len(new)) if filt.new_passing is None else np.flatnonzero(filt.new_passing)
+        passing = new.has_content if filt.new_passing is None else new.has_content & filt.new_passing
+        candidates = np.flatnonzero(passing)
         return _merged(rows, scores, len(version.item_ids) + candidates, new.content[candidates] @ query, k)
 
     def _with_new_als(

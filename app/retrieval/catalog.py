@@ -27,19 +27,21 @@ from feature_store.catalog import AttributeValue, CatalogChanges, ItemRecord
 
 @dataclass(frozen=True)
 class NewItems:
-    """Items added through the items API that the version was not trained on, recommendable
-    now, with their content vectors from the version's content encoder (content_encoder.py).
-    Their rows continue the version's: row `n_items + i` is `ids[i]`."""
+    """Items added through the items API that the version was not trained on and that may be
+    recommended now: by their content vector (from the version's content encoder) at once, by an
+    ALS vector once their events are folded in (item_foldin.py). Their rows continue the
+    version's: row `n_items + i` is `ids[i]`."""
 
     ids: list[str]
     attributes: list[Mapping[str, AttributeValue]]
     content: np.ndarray  # float32 len(ids) x (dim + 1): as the content index's rows (placed_row)
+    has_content: np.ndarray  # bool per item: its metadata had a term the content model knows
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-NO_NEW_ITEMS = NewItems([], [], np.empty((0, 0), np.float32))
+NO_NEW_ITEMS = NewItems([], [], np.empty((0, 0), np.float32), np.empty(0, bool))
 
 
 @dataclass(frozen=True)
@@ -96,18 +98,16 @@ def version_catalog(
     valid_until = math.inf
     new_ids: list[str] = []
     new_attributes: list[Mapping[str, AttributeValue]] = []
-    new_vectors: list[np.ndarray] = []
+    new_vectors: list[np.ndarray | None] = []
     for item_id, record in records.items():
         valid_until = min(valid_until, record.next_change(now))
         row = item_rows.get(item_id)
         if row is None:
-            if place is None or record.attributes is None or record.blocked_reason(now) is not None:
+            if record.attributes is None or record.blocked_reason(now) is not None:
                 continue
-            vector = place(record)
-            if vector is not None:
-                new_ids.append(item_id)
-                new_attributes.append(record.attributes)
-                new_vectors.append(vector)
+            new_ids.append(item_id)
+            new_attributes.append(record.attributes)
+            new_vectors.append(None if place is None else place(record))
             continue
         if record.blocked_reason(now) is not None:
             blocked.append(row)
@@ -117,7 +117,11 @@ def version_catalog(
     visible = bitmaps.invert(bitmaps.from_rows(n_items, rows), n_items) if len(rows) else None
     new = NO_NEW_ITEMS
     if new_ids:
-        new = NewItems(new_ids, new_attributes, np.vstack(new_vectors).astype(np.float32))
+        width = next((len(v) for v in new_vectors if v is not None), 1)
+        blank = np.zeros(width, np.float32)  # scores 0 against any query: never a content pick
+        content = np.vstack([blank if v is None else v for v in new_vectors]).astype(np.float32)
+        has_content = np.array([v is not None for v in new_vectors], bool)
+        new = NewItems(new_ids, new_attributes, content, has_content)
     return VersionCatalog(n_items, rows, visible, overrides, valid_until, new)
 
 
