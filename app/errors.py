@@ -28,6 +28,11 @@ class NoVersionError(Exception):
     """No model version is loaded yet (nothing published, or every candidate refused)."""
 
 
+class CatalogStaleError(Exception):
+    """The store's item catalog changed and this worker could not read the change: answering
+    could serve an item that was just hidden, so the request is refused (503) instead."""
+
+
 def _scalar(value: Any) -> bool:
     """Small enough to echo back, and encodable: JSON allows any integer, orjson only 64-bit ones."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -10,13 +10,14 @@ concurrent one), so two PATCHes of one item never lose each other's change.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Executor
 from dataclasses import replace
 
 import numpy as np
 
-from app.errors import NoVersionError
+from app.errors import CatalogStaleError, NoVersionError
 from app.item_schemas import (
     ItemBatch,
     ItemIn,
@@ -31,7 +32,7 @@ from app.retrieval.filters import Filters
 from app.retrieval.search import SearchParams
 from app.version_registry import VersionRegistry
 from app.versions import ServingVersion
-from feature_store.base import FeatureStore
+from feature_store.base import FeatureStore, StoreUnavailableError
 from feature_store.catalog import AttributeValue, CatalogConflictError, ItemRecord
 
 _PATCH_ATTEMPTS = 5
@@ -62,8 +63,10 @@ class ItemsService:
     # -- writes --------------------------------------------------------------------------------
 
     async def _written(self, generation: int) -> None:
-        """This worker serves the change before the call that made it returns."""
-        await self.recommender.sync_catalog(generation)
+        """This worker serves the change before the call that made it returns (when it cannot
+        read it back, its next request does, or refuses to answer: sync_catalog)."""
+        with contextlib.suppress(CatalogStaleError):
+            await self.recommender.sync_catalog(generation)
 
     async def put(self, item_id: str, body: ItemIn) -> ItemOut:
         await self._written(await self.store.put_items([_record(item_id, body)]))
@@ -203,7 +206,11 @@ class ItemsService:
         to 145%, and popularity on every next-item set (+79% to 4.3x); on MovieLens
         co-interactions popularity wins (a heavy user's held-out movies are mostly popular)."""
         version = self._version()
-        await self.recommender.sync_catalog(await self.store.catalog_generation())
+        try:
+            generation: int | None = await self.store.catalog_generation()
+        except StoreUnavailableError:
+            generation = None  # the store is down: serve the catalog held (writes need it too)
+        await self.recommender.sync_catalog(generation)
         row = version.item_rows.get(item_id)
         if row is None:
             return await self._similar_to_new(version, item_id, k, filters)

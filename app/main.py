@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.body import configured_limits, register_schemas
-from app.errors import UNPARSABLE_BODY, validation_body
+from app.errors import UNPARSABLE_BODY, CatalogStaleError, validation_body
 from app.experiments import load_experiment
 from app.health import StoreHealth
 from app.items import ItemsService
@@ -131,6 +131,10 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
         app.include_router(router)
     register_schemas(app, [CandidatesRequest])  # parsed by its route itself (app/body.py)
     configured_limits(app, settings.max_k, settings.max_events_per_request)
+
+    @app.exception_handler(CatalogStaleError)
+    async def catalog_stale(request: Request, exc: CatalogStaleError) -> Response:
+        return json_response({"detail": str(exc)}, 503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

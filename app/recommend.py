@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import NoVersionError, field_error
+from app.errors import CatalogStaleError, NoVersionError, field_error
 from app.experiments import Variant
 from app.health import StoreHealth
 from app.metrics import ServiceMetrics
@@ -143,13 +143,23 @@ class Recommender:
     # -- POST /candidates ----------------------------------------------------------------------
 
     async def sync_catalog(self, generation: int | None) -> None:
-        """Bring this worker's catalog up to `generation` (read with the profile). A store that
-        fails here costs freshness only: the catalog held so far keeps applying."""
-        try:
-            await self.catalog.sync(self.store, generation, self.settings.store_timeout_s)
-        except (StoreUnavailableError, TimeoutError) as exc:
-            self.metrics.store_errors.labels("catalog").inc()
-            log.warning("catalog not refreshed (generation %s): %s", generation, exc or "timed out")
+        """Bring this worker's catalog up to `generation` (read with the profile). The store
+        said the catalog changed, so answering from the one held could serve an item hidden a
+        moment ago: the read is tried twice within its own budget, then CatalogStaleError (a
+        503; the client's retry finds the store answering again, as the profile read just did)."""
+        for attempt in (1, 2):
+            try:
+                await self.catalog.sync(self.store, generation, self.settings.catalog_timeout_s)
+                return
+            except (StoreUnavailableError, TimeoutError) as exc:
+                self.metrics.store_errors.labels("catalog").inc()
+                log.warning(
+                    "catalog not refreshed (generation %s, try %d): %s",
+                    generation,
+                    attempt,
+                    exc or "timed out",
+                )
+        raise CatalogStaleError("the item catalog changed and could not be read; retry")
 
     def catalog_view(self, version: ServingVersion) -> VersionCatalog:
         content = version.content.vectors if version.content is not None else None

@@ -80,6 +80,12 @@ class ServeSettings(BaseSettings):
     reload_poll_s: float = Field(
         5.0, ge=0, description="How often the active-version pointer is checked; 0 = only on admin reload."
     )
+    catalog_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        description="Budget of reading the items API's changes when a request finds the catalog "
+        "changed; past it (twice) the request is a 503: an answer could hold an item just hidden.",
+    )
     new_item_poll_s: float = Field(
         2.0,
         ge=0,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.body import openapi_body, parse_body
-from app.errors import NoVersionError, field_error
+from app.errors import CatalogStaleError, NoVersionError, field_error
 from app.responses import json_response
 from app.schemas import BODY_ERRORS, CandidatesRequest, CandidatesResponse, ErrorResponse
 from app.state import Services
@@ -42,7 +42,11 @@ _OPENAPI = {
     openapi_extra=_OPENAPI,
     responses={
         422: {"description": "A field is invalid (the body names it), or an unknown X-AB-Variant."},
-        503: {"model": ErrorResponse, "description": "No model version is loaded yet."},
+        503: {
+            "model": ErrorResponse,
+            "description": "No model version is loaded yet, or the item catalog changed and could "
+            "not be read (retry).",
+        },
     },
 )
 async def post_candidates(request: Request) -> Response:
@@ -65,7 +69,7 @@ async def post_candidates(request: Request) -> Response:
         raise field_error(("body", "k"), f"must be at most {svc.settings.max_k} (the configured max_k)", k)
     try:
         answer = await svc.recommender.candidates(body, k, variant)
-    except NoVersionError as exc:
+    except (NoVersionError, CatalogStaleError) as exc:
         return json_response({"detail": str(exc)}, 503)
     headers = {"X-AB-Variant": variant.name}
     if answer.fallback_reason is not None:

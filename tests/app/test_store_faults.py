@@ -217,3 +217,30 @@ def test_events_sent_while_redis_is_down_are_refused_then_stored_exactly_once_on
     assert answers[0]["stored"] == 3 and answers[0]["duplicate"] is False
     assert all(a["stored"] == 0 and a["duplicate"] for a in answers[1:])
     assert asyncio.run(_streamed(store_settings, "checkout-7f0c")) == 3
+
+
+def test_an_item_write_while_redis_is_down_is_a_503_and_nothing_is_half_applied(
+    own_redis: PrivateRedis, artifacts: Path
+) -> None:
+    store_settings = StoreSettings(
+        redis_url=own_redis.url, redis_prefix="items-down", artifacts=artifacts, redis_timeout_s=0.25
+    )
+    publish(store_settings, artifacts / "als_v1")
+    auth = {"Authorization": "Bearer faults-token"}
+    app = create_app(
+        serve_settings(artifacts, store_timeout_s=STORE_TIMEOUT_S, admin_token="faults-token"), store_settings
+    )
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=10) as client:
+        top = client.post("/candidates", json={"user_id": "new-user", "k": 3}).json()["candidates"]
+        batch = {"items": [{"item_id": c["item_id"], "hidden": True} for c in top]}
+        own_redis.pause()
+        refused = client.post("/items", json=batch, headers=auth)
+        patched = client.patch(f"/items/{top[0]['item_id']}", json={"hidden": True}, headers=auth)
+        own_redis.resume()
+        assert refused.status_code == 503 and patched.status_code == 503
+        assert "retry" in refused.json()["detail"]
+        # Nothing of the batch landed: every item still served, none recorded as changed.
+        answer = client.post("/candidates", json={"user_id": "new-user", "k": 3}).json()["candidates"]
+        assert [c["item_id"] for c in answer] == [c["item_id"] for c in top]
+        described = client.get(f"/items/{top[1]['item_id']}", headers=auth).json()
+        assert described["hidden"] is False and described["generation"] == 0

@@ -204,3 +204,18 @@ def test_similar_items_rank_by_the_models_score_and_never_hold_the_item_itself(
     assert 0 < len(filtered["items"]) <= 5
     for entry in filtered["items"]:
         assert b.get(f"/items/{entry['item_id']}", headers=AUTH).json()["attributes"]["price"] <= 20
+
+
+def test_a_batch_over_the_bound_is_refused_by_field(pair) -> None:
+    a, _ = pair
+    body = {"items": [{"item_id": f"x{i}"} for i in range(1_001)]}
+    response = a.post("/items", json=body, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "items"]
+
+
+def test_a_patch_of_an_unknown_item_is_a_404_saying_put_creates_it(pair) -> None:
+    a, _ = pair
+    response = a.patch("/items/nobody-knows", json={"hidden": True}, headers=AUTH)
+    assert response.status_code == 404 and "PUT creates it" in response.json()["detail"]
+    assert a.delete("/items/nobody-knows", headers=AUTH).status_code == 404
