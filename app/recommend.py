@@ -38,6 +38,8 @@ from feature_store.version_paths import manifest_scope
 log = logging.getLogger("recsys.recommend")
 
 _FOLDIN_INLINE_WORK = 2_000_000  # rows x dim^2 below which a fold-in runs on the loop (~0.2 ms)
+_NEW_ITEM_LOOKBACK_S = 3_600.0  # events this long before a new item's last write still count
+_NEW_ITEM_READS = 5  # stream reads of 10,000 entries at most per poll of the new items
 
 
 @dataclass
@@ -491,10 +493,18 @@ class Recommender:
         if version is None or version.foldin is None or version.foldin.biased:
             return 0
         events = self.new_item_events
-        if events.after == "0" and version.live_view is not None and version.live_view.since:
-            events.after = f"{int(version.live_view.since * 1000)}-0"  # newer than its training data
+        new_ids = set(self.catalog_view(version).new.ids)
+        if not new_ids:
+            # Nothing to fold: skip the stream to now instead of reading it (a busy stream holds
+            # millions of events of the items the version knows).
+            events.after = f"{int(time.time() * 1000)}-0"
+            return 0
+        records = self.catalog.records
+        oldest = min(records[i].updated_at for i in new_ids) - _NEW_ITEM_LOOKBACK_S
+        if _stream_ms(events.after) < oldest * 1000:
+            events.after = f"{int(oldest * 1000)}-0"  # no new item existed before that
         changed: set[str] = set()
-        while True:
+        for _ in range(_NEW_ITEM_READS):  # bounded work per poll; the next poll goes on
             # Events of every item the version does not know, not only of today's new items: an
             # item's events may reach the stream before its PUT reaches this worker.
             entries = await self.store.read_events(events.after, 10_000)
@@ -502,7 +512,6 @@ class Recommender:
             if len(entries) < 10_000:
                 break
         folded = self.new_item_vectors.setdefault(version.name, {})
-        new_ids = set(self.catalog_view(version).new.ids)
         due = (changed | {i for i in events.weights if i not in folded}) & new_ids
         if not due:
             return 0
@@ -596,3 +605,9 @@ def _merged(
     all_scores = np.concatenate([scores, np.asarray(extra_scores, np.float32)[top]])
     order = np.argsort(-all_scores, kind="stable")[:k]
     return all_rows[order], all_scores[order]
+
+
+def _stream_ms(entry_id: str) -> int:
+    """The milliseconds of a stream entry id (`<ms>-<seq>`); 0 for anything else."""
+    head = entry_id.partition("-")[0]
+    return int(head) if head.isdigit() else 0

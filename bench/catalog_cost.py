@@ -1,16 +1,21 @@
-"""What the run-time catalog costs POST /candidates: the same server with an empty catalog and
-with hidden, expiring and re-priced items, side by side, peaks alternated to cancel drift.
+"""What the run-time catalog costs POST /candidates, side by side in one run, and how fast the
+items API writes.
 
-    python bench/catalog_cost.py                          # ML-1M model, 1 worker, 4 rounds
-    python bench/catalog_cost.py --hidden 0.01 --rounds 5 --seconds 8
-    git worktree add /tmp/base <rev before the catalog> && python bench/catalog_cost.py --baseline /tmp/base
+    python bench/catalog_cost.py                                    # ML-1M, 1% hidden/expiring
+    python bench/catalog_cost.py --model synthetic --hidden 0,1000,100000 --rounds 3
+    git worktree add /tmp/base <rev before the catalog>
+    python bench/catalog_cost.py --model synthetic --hidden 0,1000,100000 --baseline /tmp/base
 
-Per round: wrk's closed-loop peak (1 thread, 32 connections) of two servers, one with the
-catalog empty, one with it populated through the items API (a share of the items hidden, as many
-again with an availability window that closes in an hour, 200 attribute changes), the order
-alternating from round to round, each on a fresh key prefix. Requests: warm-routed users, k=100,
-exclude_seen on, a real Redis. The table gives each round's peaks and latencies, and the ratio
-populated / empty. Needs wrk and ../shared/data/ml-1m.
+Servers (one worker each, a real Redis, each on a fresh key prefix): the code before the catalog
+existed (`--baseline`, a checkout of it), ours with the catalog empty, and ours with items hidden
+through the items API: `mixed` hides 1% of the items, gives as many an availability window that
+closes in an hour and re-prices 200; a count hides that many random items (POST /items, 1,000 a
+call, timed: the write rate). Per round each server's closed-loop peak (wrk, 1 thread, 32
+connections; warm-routed users, k=100, exclude_seen on); the order rotates from round to round,
+because the second server of a round ran faster in every round when it was fixed. Models: ML-1M
+(flat index, 3,706 items) or a synthetic catalog (`--synthetic users,items,events`, default
+200,000 items: an HNSW index, so hidden items go through the graph search's selector, or, past
+10% of the catalog, through the filtered plans). Needs wrk.
 """
 
 from __future__ import annotations
@@ -38,6 +43,53 @@ from serve_throughput import Server, _base_env, prepare, publish, warm_users, wr
 from feature_store.version_files import load_mapping
 
 TOKEN = "bench-catalog-token"
+
+
+def hide(port: int, item_ids: list[str], count: int, seed: int = 0) -> float:
+    """Hide `count` random items through POST /items, 1,000 a call; returns items written a second."""
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(item_ids), count, replace=False)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    started = time.perf_counter()
+    for start in range(0, count, 1_000):
+        entries = [{"item_id": item_ids[r], "hidden": True} for r in picked[start : start + 1_000]]
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/items", json={"items": entries}, headers=headers, timeout=60
+        )
+        response.raise_for_status()
+    return count / max(time.perf_counter() - started, 1e-9)
+
+
+def patches_per_second(port: int, item_ids: list[str], calls: int = 300) -> float:
+    """Single-item PATCH calls back to back (one connection): a shop's hide button."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
+        started = time.perf_counter()
+        for i in range(calls):
+            client.patch(f"/items/{item_ids[i]}", json={"attributes": {"price": float(i)}}).raise_for_status()
+        return calls / (time.perf_counter() - started)
+
+
+def synthetic_version(cache: Path, users: int, items: int, events: int) -> Path:
+    """A synthetic catalog big enough for graph search (cached between runs)."""
+    artifacts = cache / f"catalog-synthetic-{items}"
+    if (artifacts / "als_v1" / "manifest.json").is_file():
+        return artifacts
+    from training.als import AlsParams, fit_als
+    from training.artifacts import write_als_version
+    from training.confidence import Scaling
+    from training.dataset import build_dataset
+    from training.events import DEFAULT_EVENT_WEIGHTS
+    from training.interaction_log import from_table
+    from training.synthetic import SyntheticConfig, generate
+
+    started = time.perf_counter()
+    data = generate(SyntheticConfig(users=users, items=items, interactions=events, clusters=64, seed=11))
+    dataset = build_dataset(from_table(data.interactions, DEFAULT_EVENT_WEIGHTS))
+    params = AlsParams(factors=64, regularization=10.0, alpha=4.0, iterations=8, scaling=Scaling.log)
+    write_als_version(artifacts, dataset, fit_als(dataset.matrix, params), {})
+    print(f"[synthetic] version built in {time.perf_counter() - started:.0f}s", flush=True)
+    return artifacts
 
 
 def populate(port: int, item_ids: list[str], share: float, seed: int = 0) -> int:
@@ -93,7 +145,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--hidden", type=float, default=0.01, help="share of the items hidden (and expiring)")
+    parser.add_argument("--model", choices=("ml1m", "synthetic"), default="ml1m")
+    parser.add_argument(
+        "--hidden",
+        default="mixed",
+        help="'mixed': 1%% of the items hidden, as many expiring, 200 re-priced; or counts of hidden "
+        "items to compare, e.g. 0,1000,100000",
+    )
+    parser.add_argument("--synthetic", default="200000,200000,4000000", help="users,items,events")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument(
@@ -104,27 +163,33 @@ def main() -> None:
         type=Path,
         default=None,
         help="a checkout of the code before the catalog (git worktree add /tmp/base <rev>): its "
-        "server joins each round as a third row",
+        "server joins each round as one more row",
     )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "recsys-bench")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the closed-loop peak: apt-get install wrk")
-    if not (SHARED_DATA / "ml-1m").is_dir():
-        sys.exit(f"{SHARED_DATA / 'ml-1m'} not found")
     args.cache.mkdir(parents=True, exist_ok=True)
-    artifacts = prepare("ml1m", args.cache)
+    if args.model == "ml1m":
+        if not (SHARED_DATA / "ml-1m").is_dir():
+            sys.exit(f"{SHARED_DATA / 'ml-1m'} not found")
+        artifacts = prepare("ml1m", args.cache)
+    else:
+        users, items, events = (int(x) for x in args.synthetic.split(","))
+        artifacts = synthetic_version(args.cache, users, items, events)
     folder = artifacts / "als_v1"
     bodies = [json.dumps({"user_id": u, "k": 100}).encode() for u in warm_users(folder)]
     item_ids = load_mapping(folder, "item_mapping.json")
-    rows, ratios, against = [], [], []
+    states = ["mixed"] if args.hidden == "mixed" else [str(int(c)) for c in args.hidden.split(",")]
+    states = ["empty", *[s for s in states if s != "0"]]
+    if args.baseline is not None:
+        states.insert(0, "baseline")
+    rows, peaks = [], {s: [] for s in states}
+    writes: list[float] = []
+    patches: list[float] = []
     for round_no in range(1, args.rounds + 1):
-        peaks = {}
-        # Alternate which goes first: the second server of a round ran faster in every round
-        # when the order was fixed (warmer caches), whichever catalog it had.
-        order = ["empty", "populated"] if round_no % 2 else ["populated", "empty"]
-        if args.baseline is not None:
-            order.insert(round_no % 3, "baseline")
+        shift = round_no % len(states)
+        order = states[shift:] + states[:shift]  # each state takes each place in turn
         for state in order:
             prefix = f"bench-catalog-{uuid.uuid4().hex[:8]}"
             publish(artifacts, args.redis_url, prefix)
@@ -132,30 +197,35 @@ def main() -> None:
             tree = args.baseline if state == "baseline" else None
             server = serve(artifacts, args.redis_url, prefix, port, tree)
             try:
-                hidden = populate(port, item_ids, args.hidden) if state == "populated" else 0
+                hidden = 0
+                if state == "mixed":
+                    hidden = populate(port, item_ids, 0.01)
+                elif state not in ("empty", "baseline"):
+                    hidden = int(state)
+                    writes.append(hide(port, item_ids, hidden))
+                    if round_no == 1:
+                        patches.append(patches_per_second(port, item_ids))
                 wrk(port, "/candidates", bodies, 2)  # warm-up
                 peak = wrk(port, "/candidates", bodies, args.seconds)
             finally:
                 server.stop()
-            peaks[state] = peak["rps"]
+            peaks[state].append(peak["rps"])
             rows.append(
                 [round_no, state, hidden, round(peak["rps"]), peak["p50"], peak["p99"], peak["non2xx"]]
             )
             print(rows[-1], flush=True)
-        ratios.append(peaks["populated"] / peaks["empty"])
-        if args.baseline is not None:
-            against.append(peaks["populated"] / peaks["baseline"])
     print()
     print_table(["round", "catalog", "items hidden", "peak req/s", "p50 ms", "p99 ms", "non-2xx"], rows)
-    print(
-        f"\npopulated / empty peak: median {statistics.median(ratios):.3f} "
-        f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
-    )
-    if against:
-        print(
-            f"populated / baseline peak: median {statistics.median(against):.3f} "
-            f"(rounds: {', '.join(f'{r:.3f}' for r in against)})"
-        )
+    reference = "baseline" if args.baseline is not None else "empty"
+    print(f"\nmedian peak against the {reference} server of the same round:")
+    for state in states:
+        if state == reference:
+            continue
+        ratios = [p / r for p, r in zip(peaks[state], peaks[reference], strict=True)]
+        print(f"  {state}: {statistics.median(ratios):.3f} (rounds: {', '.join(f'{r:.3f}' for r in ratios)})")
+    if writes:
+        print(f"items API: {statistics.median(writes):,.0f} items/s hidden in batches of 1,000", end="")
+        print(f"; {statistics.median(patches):,.0f} single PATCH calls/s" if patches else "")
 
 
 if __name__ == "__main__":
