@@ -428,7 +428,7 @@ class Recommender:
             rows, scores, sources = fuse(lists, params, k, standardized)
             return rows, scores, sources
         rows, scores = version.popularity.top(k, filt.passing, self._excluded(filt, exclude))
-        return rows, scores, "popularity"
+        return (*self._with_new_arrivals(version, rows, scores, k, filt), "popularity")
 
     def with_new_items(
         self,
@@ -471,6 +471,28 @@ class Recommender:
             return rows, scores
         vectors = np.vstack([folded[new.ids[j]] for j in at])
         return _merged(rows, scores, len(version.item_ids) + np.asarray(at, np.int64), vectors @ query, k)
+
+    def _with_new_arrivals(
+        self, version: ServingVersion, rows: np.ndarray, scores: np.ndarray, k: int, filt: CompiledFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Popularity's new-arrivals side: new items ranked by the users who took them at run
+        time (the stream, item_foldin.py), on the ranking's scale (a share of the most popular
+        trained item's score). An item nobody took yet has no evidence and stays out."""
+        taken = self.new_item_events.weights
+        if not taken:
+            return rows, scores
+        new = self.catalog_view(version).new
+        at, share = [], []
+        for j, item in enumerate(new.ids):
+            users = taken.get(item)
+            if users and (filt.new_passing is None or filt.new_passing[j]):
+                at.append(j)
+                share.append(
+                    min(1.0, sum(w > 0 for w in users.values()) / max(version.popularity.top_score, 1.0))
+                )
+        if not at:
+            return rows, scores
+        return _merged(rows, scores, len(version.item_ids) + np.asarray(at, np.int64), np.asarray(share), k)
 
     # -- new items' ALS vectors (item_foldin.py) ------------------------------------------------
 

@@ -24,6 +24,7 @@ class PopularityRanking:
         self.n = len(scores)
         self.order = np.argsort(-scores, kind="stable").astype(np.int64)
         top = float(scores[self.order[0]]) if self.n else 1.0
+        self.top_score = top  # the most popular item's own score (users, or decayed events)
         # Scores on a 0..1 scale (share of the most popular item's score), so they read the same
         # whatever the version's data size.
         self.scores = (scores / top if top > 0 else scores).astype(np.float32)

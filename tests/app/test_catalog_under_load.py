@@ -56,7 +56,8 @@ def test_hidden_items_leave_every_answer_of_two_workers_under_load(
                     body = client.post("/candidates", json={"user_id": user, "k": 50}).json()
                     answers.append((sent, body["method_used"], {c["item_id"] for c in body["candidates"]}))
 
-    with server_process([sys.executable, "-m", "app"], env, port) as proc, httpx.Client(base_url=url) as admin:
+    command = [sys.executable, "-m", "app"]
+    with server_process(command, env, port) as proc, httpx.Client(base_url=url) as admin:
         popular = [
             c["item_id"] for c in admin.post("/candidates", json={"user_id": "x"}).json()["candidates"]
         ]

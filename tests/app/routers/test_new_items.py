@@ -164,3 +164,9 @@ def test_a_new_item_gets_an_als_vector_from_its_events_and_reaches_warm_users(
     # Half the warm users of its cluster took it; the other half now get it in their top 30
     # (ALS, no retrain), warm users of other clusters much less often.
     assert mine_share >= 0.5 and others_share <= mine_share / 3, (mine_share, others_share)
+    # Popularity's new-arrivals side: ranked by its takers, on the trained items' scale.
+    top = float(np.load(version / "popularity_scores.npy").max())
+    body = fast_client.post("/candidates", json={"user_id": "nobody-at-all", "k": 300}).json()
+    assert body["method_used"] == "popularity"
+    scores = {c["item_id"]: c["score"] for c in body["candidates"]}
+    assert scores["fresh-als"] == pytest.approx(min(1.0, len(takers) / top), rel=1e-5)
