@@ -418,12 +418,24 @@ class Recommender:
             for name, (index, vector) in indexes.items():
                 if params.method == "blend" and params.weights.get(name, 0.0) <= 0:
                     continue  # a blend takes no candidates from a source it weighs 0
-                found, _ = await self._search(index, vector, depth, filt, skips[name], variant)
+                found, found_scores = await self._search(index, vector, depth, filt, skips[name], variant)
+                if name == "als":  # new items with a folded-in vector compete in the ALS list
+                    found, _ = self._with_new_als(version, vector, found, found_scores, depth, filt)
                 lists.append((name, found))
+            n = len(version.item_ids)
 
             def standardized(name: str, rows: np.ndarray) -> np.ndarray:
                 index, vector = indexes[name]
-                return index.standardized(vector, rows)
+                inside = rows < n
+                if inside.all():
+                    return index.standardized(vector, rows)
+                out = np.empty(len(rows), np.float32)
+                out[inside] = index.standardized(vector, rows[inside])
+                raw, known = self._new_item_scores(version, name, vector, rows[~inside] - n)
+                # A source with no vector of the item counts it as an average item (z = 0): a
+                # raw 0 would read as a strong "no" from a model that never saw it.
+                out[~inside] = np.where(known, index.standardize(vector, raw), 0.0)
+                return out
 
             rows, scores, sources = fuse(lists, params, k, standardized)
             return rows, scores, sources
@@ -493,6 +505,26 @@ class Recommender:
         if not at:
             return rows, scores
         return _merged(rows, scores, len(version.item_ids) + np.asarray(at, np.int64), np.asarray(share), k)
+
+    def _new_item_scores(
+        self, version: ServingVersion, name: str, query: np.ndarray, at: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores of new items (positions in the catalog's NewItems) by one ensemble source,
+        and whether the source has a vector of each (ALS: folded in; content: from metadata;
+        the Two-Tower: none)."""
+        new = self.catalog_view(version).new
+        scores = np.zeros(len(at), np.float32)
+        known = np.zeros(len(at), bool)
+        if name == "als":
+            folded = self.new_item_vectors.get(version.name, {})
+            for i, j in enumerate(at.tolist()):
+                vector = folded.get(new.ids[j])
+                if vector is not None:
+                    scores[i], known[i] = float(vector @ query), True
+        elif name == "content":
+            scores = (new.content[at] @ query).astype(np.float32)
+            known = new.has_content[at]
+        return scores, known
 
     # -- new items' ALS vectors (item_foldin.py) ------------------------------------------------
 

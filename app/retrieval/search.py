@@ -130,6 +130,11 @@ class ItemIndex:
         ensemble blends computes it while loading)."""
         return ScoreMoments.of(self._vectors, l2=self.meta.metric is Metric.l2)
 
+    def standardize(self, query: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Scores computed elsewhere for this query (new items' vectors, catalog.py) as z-scores
+        on the same scale as `standardized`."""
+        return self.moments.standardize(scores, self._query(query))
+
     def standardized(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact scores of `rows` as z-scores against the query's scores over every item (for
         blending models whose raw scores live on different scales)."""

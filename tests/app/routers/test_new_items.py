@@ -164,6 +164,12 @@ def test_a_new_item_gets_an_als_vector_from_its_events_and_reaches_warm_users(
     # Half the warm users of its cluster took it; the other half now get it in their top 30
     # (ALS, no retrain), warm users of other clusters much less often.
     assert mine_share >= 0.5 and others_share <= mine_share / 3, (mine_share, others_share)
+    # Hot users of its cluster (the ensemble: ALS and Two-Tower fused) get it through ALS too.
+    hot = [u for u in users_by_tier(version)["hot"] if cluster_of[u] == cluster and u not in takers][:20]
+    hot_answers = [fast_client.post("/candidates", json={"user_id": u, "k": 100}).json() for u in hot]
+    assert {a["method_used"] for a in hot_answers} == {"ensemble"}
+    hot_share = np.mean([any(c["item_id"] == "fresh-als" for c in a["candidates"]) for a in hot_answers])
+    assert hot_share >= 0.25, (hot_share, len(hot))
     # Popularity's new-arrivals side: ranked by its takers, on the trained items' scale.
     top = float(np.load(version / "popularity_scores.npy").max())
     body = fast_client.post("/candidates", json={"user_id": "nobody-at-all", "k": 300}).json()
