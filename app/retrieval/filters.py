@@ -22,7 +22,6 @@ from feature_store.catalog import AttributeValue
 from feature_store.item_attributes import ColumnKind
 
 MAX_LIST = 10_000
-BLOCKED_AS_FILTER = 0.1  # above this share of blocked rows the catalog is searched as a filter
 MAX_VALUES = 1_000
 
 
@@ -136,10 +135,6 @@ def with_catalog(
         return CompiledFilter(
             np.bitwise_and(filt.allowed, catalog.visible), filt.denied, new_passing=new_passing
         )
-    if len(catalog.blocked) > BLOCKED_AS_FILTER * catalog.n_items:
-        # So many blocked that a graph walk needs a wider beam to find k visible rows: the
-        # catalog becomes a filter like any other, and the planner sizes the search for it.
-        return CompiledFilter(catalog.visible, filt.denied, new_passing=new_passing)
     return CompiledFilter(None, filt.denied, catalog.blocked, catalog.visible, new_passing)
 
 

@@ -65,6 +65,7 @@ class SearchResult:
 
 
 _NEG_INF = np.float32(-np.inf)
+_FEW_HIDDEN = 0.02  # blocked rows up to this share are dropped after the walk, not during it
 _GRAPHS = (IndexKind.hnsw, *IVF_KINDS)
 
 
@@ -234,17 +235,43 @@ class ItemIndex:
             allowed = allowed.copy()
             np.bitwise_and.at(allowed, excluded >> 3, ~(1 << (excluded & 7)).astype(np.uint8))
         # Rows the run-time catalog blocks (a filter already took them out of `allowed`): exact
-        # plans mask their scores, graph plans skip them with a selector of the visible rows.
+        # plans mask their scores, graph plans drop them (_graph_visible).
         visible = filt.visible if allowed is None else None
         masked = np.concatenate([excluded, filt.hidden]) if visible is not None else excluded
         if plan in (Plan.exact, Plan.exact_filtered):
             rows, scores = self._exact(query, k, allowed, masked)
         else:
-            rows, scores = self._graph(query, k, allowed, excluded, allowed_count, params, visible)
+            if visible is not None:
+                rows, scores = self._graph_visible(query, k, excluded, params, filt.hidden, visible)
+            else:
+                rows, scores = self._graph(query, k, allowed, excluded, allowed_count, params)
             if len(rows) < k:  # the graph came back short: answer exactly instead
                 rows, scores = self._exact(query, k, allowed, masked)
                 plan = Plan.exact_filtered if filt.allowed is not None else Plan.exact
         return SearchResult(rows.astype(np.int64), scores.astype(np.float32), plan, allowed_count)
+
+    def _graph_visible(
+        self,
+        query: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        params: SearchParams,
+        hidden: np.ndarray,
+        visible: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The unfiltered graph search with the catalog's blocked rows taken out. A few blocked
+        rows are dropped after fetching a few more results (a selector slowed every search of a
+        200,000-item HNSW index by about 10%, measured, though 0.5% of the rows were blocked); if
+        that comes back short, or many rows are blocked, the walk skips them with a selector and
+        a beam widened by the share blocked."""
+        if len(hidden) <= _FEW_HIDDEN * self.n:
+            margin = min(len(hidden), max(16, k // 4))
+            rows, scores = self._graph(query, k + margin, None, excluded, self.n, params)
+            keep = ~np.isin(rows, hidden)
+            if keep.sum() >= k:
+                return rows[keep][:k], scores[keep][:k]
+        share = 1.0 - len(hidden) / self.n
+        return self._graph(query, k, None, excluded, self.n, params, visible, share)
 
     def _graph(
         self,
@@ -255,6 +282,7 @@ class ItemIndex:
         allowed_count: int,
         params: SearchParams,
         visible: np.ndarray | None = None,
+        visible_share: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         faiss: Any = importlib.import_module("faiss")  # its stubs miss the search-parameter classes
         # ivf_pq ranks by compressed codes: its calibrated `rerank` candidates are fetched and
@@ -273,9 +301,12 @@ class ItemIndex:
             ef = min(int(ef * params.filtered_boost / share), 64 * ef)
             nprobe = self._filtered_beam(params, allowed_count)
         elif visible is not None:
-            # Nearly every row passes: the graph walk is the unfiltered one, blocked rows are
-            # only never returned, so no wider beam is needed.
+            # Most rows pass (the catalog blocks some): the walk is the unfiltered one, widened
+            # by the share blocked so as many visible rows are reached.
             selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(visible))
+            widen = 1.0 / max(visible_share, 1e-3)
+            ef = min(int(ef * widen), 64 * ef)
+            nprobe = min(int(nprobe * widen), 64 * nprobe)
         search_params: Any
         if self.meta.kind is IndexKind.hnsw:
             search_params = faiss.SearchParametersHNSW(efSearch=ef, sel=selector)

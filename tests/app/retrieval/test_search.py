@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from app.retrieval import bitmaps
-from app.retrieval.filters import CompiledFilter, Filters, compile_filters
+from app.retrieval.catalog import VersionCatalog
+from app.retrieval.filters import CompiledFilter, Filters, compile_filters, with_catalog
 from app.retrieval.search import ItemIndex, Plan, SearchParams
 from feature_store.index_files import IndexKind, Metric, read_index_meta
 from tests.app.retrieval.conftest import DIM, N_ITEMS, build_folder
@@ -153,3 +154,34 @@ def test_standardized_scores_are_z_scores_against_every_item(hnsw: ItemIndex) ->
     rows = np.array([0, 17, 999])
     expected = (everything[rows] - everything.mean()) / everything.std()
     np.testing.assert_allclose(hnsw.standardized(q, rows), expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("share", [0.001, 0.01, 0.3, 0.7])
+def test_rows_the_catalog_blocks_never_come_back_and_recall_holds(hnsw: ItemIndex, share: float) -> None:
+    """A few blocked rows are dropped after the walk, many are skipped by a selector with a
+    widened beam; either way k results of the visible rows, as exact as unfiltered search."""
+    rng = np.random.default_rng(5)
+    blocked = np.sort(rng.choice(N_ITEMS, max(1, int(share * N_ITEMS)), replace=False))
+    visible = bitmaps.invert(bitmaps.from_rows(N_ITEMS, blocked), N_ITEMS)
+    catalog = VersionCatalog(N_ITEMS, blocked, visible, {}, float("inf"))
+    filt = with_catalog(CompiledFilter(None, np.empty(0, np.int64)), catalog)
+    open_rows = np.setdiff1d(np.arange(N_ITEMS), blocked)
+    recalls = []
+    for q in _queries():
+        result = hnsw.search(q, 10, filt)
+        assert len(result.rows) == 10 and not set(result.rows.tolist()) & set(blocked.tolist())
+        recalls.append(len(set(result.rows.tolist()) & _truth(hnsw, q, 10, open_rows)) / 10)
+    assert np.mean(recalls) >= 0.95
+    assert result.plan is Plan.graph
+
+
+def test_blocking_the_best_matches_still_returns_k_visible_rows(hnsw: ItemIndex) -> None:
+    q = _queries(1)[0]
+    best = hnsw.search(q, 40).rows  # all 40 best blocked: a post-filter comes back short
+    visible = bitmaps.invert(bitmaps.from_rows(N_ITEMS, best), N_ITEMS)
+    catalog = VersionCatalog(N_ITEMS, np.sort(best), visible, {}, float("inf"))
+    filt = with_catalog(CompiledFilter(None, np.empty(0, np.int64)), catalog)
+    result = hnsw.search(q, 10, filt)
+    assert len(result.rows) == 10 and not set(result.rows.tolist()) & set(best.tolist())
+    rest = np.setdiff1d(np.arange(N_ITEMS), best)
+    assert len(set(result.rows.tolist()) & _truth(hnsw, q, 10, rest)) >= 9
