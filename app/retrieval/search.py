@@ -261,11 +261,14 @@ class ItemIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The unfiltered graph search with the catalog's blocked rows taken out. A few blocked
         rows are dropped after fetching a few more results (a selector slowed every search of a
-        200,000-item HNSW index by about 10%, measured, though 0.5% of the rows were blocked); if
-        that comes back short, or many rows are blocked, the walk skips them with a selector and
-        a beam widened by the share blocked."""
-        if len(hidden) <= _FEW_HIDDEN * self.n:
-            margin = min(len(hidden), max(16, k // 4))
+        200,000-item HNSW index by about 10%, measured, with 0.5% of the rows blocked; a margin of
+        k/4 by 15-20%: the walk's depth is the cost); if that comes back short, or many rows are
+        blocked, the walk skips them with a selector and a beam widened by the share blocked."""
+        share_hidden = len(hidden) / self.n
+        if share_hidden <= _FEW_HIDDEN:
+            # Enough to cover three times the blocked rows expected among k + 2; a walk that
+            # still comes back short (the blocked ones were the best matches) takes the selector.
+            margin = min(len(hidden), math.ceil(3 * k * share_hidden) + 2)
             rows, scores = self._graph(query, k + margin, None, excluded, self.n, params)
             keep = ~np.isin(rows, hidden)
             if keep.sum() >= k:
