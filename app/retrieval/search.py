@@ -270,7 +270,7 @@ class ItemIndex:
             # still comes back short (the blocked ones were the best matches) takes the selector.
             margin = min(len(hidden), math.ceil(3 * k * share_hidden) + 2)
             rows, scores = self._graph(query, k + margin, None, excluded, self.n, params)
-            keep = ~np.isin(rows, hidden)
+            keep = bitmaps.contains(visible, rows)  # a bit per row: no search of `hidden`
             if keep.sum() >= k:
                 return rows[keep][:k], scores[keep][:k]
         share = 1.0 - len(hidden) / self.n
