@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 from app.retrieval.filters import Filters
 from feature_store.catalog import LATEST_TIME, Attributes, AttributeValue, ItemId
@@ -13,12 +21,19 @@ from feature_store.catalog import LATEST_TIME, Attributes, AttributeValue, ItemI
 MAX_ITEM_BATCH = 1_000
 MAX_SIMILAR = 1_000
 
+
+def _text_moment(value: object) -> object:
+    """A date is taken from ISO 8601 text only: pydantic reads a large number as milliseconds,
+    which would let 1.7e12 (a millisecond timestamp sent by mistake) through as a date."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("give epoch seconds (a number up to 1e11) or an ISO 8601 date as text")
+
+
 # A moment as epoch seconds or an ISO 8601 string ("2026-12-24T00:00:00Z"; no zone means UTC).
-# A datetime is only parsed from text: pydantic reads a large number as milliseconds, which would
-# let 1.7e12 (a millisecond timestamp sent by mistake) through as a date instead of a 422.
 Moment = (
     Annotated[float, Field(ge=0, le=LATEST_TIME, allow_inf_nan=False)]
-    | Annotated[datetime, Field(strict=True)]
+    | Annotated[datetime, BeforeValidator(_text_moment)]
 )
 
 

@@ -219,3 +219,13 @@ def test_a_patch_of_an_unknown_item_is_a_404_saying_put_creates_it(pair) -> None
     response = a.patch("/items/nobody-knows", json={"hidden": True}, headers=AUTH)
     assert response.status_code == 404 and "PUT creates it" in response.json()["detail"]
     assert a.delete("/items/nobody-knows", headers=AUTH).status_code == 404
+
+
+def test_a_window_end_given_as_iso_text_is_stored_as_epoch_seconds(pair) -> None:
+    a, _ = pair
+    item = _items(a, "someone-new", k=1)[0]
+    response = a.patch(f"/items/{item}", json={"available_until": "2030-01-01T00:00:00Z"}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["available_until"] == 1893456000.0
+    naive = a.patch(f"/items/{item}", json={"available_until": "2030-01-01T00:00:00"}, headers=AUTH)
+    assert naive.json()["available_until"] == 1893456000.0  # no zone: UTC
