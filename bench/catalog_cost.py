@@ -21,6 +21,7 @@ because the second server of a round ran faster in every round when it was fixed
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -124,6 +125,20 @@ class TreeServer(Server):
         )
 
 
+def flush(redis_url: str, prefix: str) -> None:
+    from feature_store.redis_store import RedisStore
+    from feature_store.settings import StoreSettings
+
+    async def go() -> None:
+        store = RedisStore.from_settings(StoreSettings(redis_url=redis_url, redis_prefix=prefix))
+        try:
+            await store.flush_namespace()
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
 def serve(artifacts: Path, redis_url: str, prefix: str, port: int, tree: Path | None = None) -> Server:
     env = {
         **_base_env(),
@@ -209,6 +224,7 @@ def main() -> None:
                 peak = wrk(port, "/candidates", bodies, args.seconds)
             finally:
                 server.stop()
+                flush(args.redis_url, prefix)  # millions of keys left behind slow every SCAN
             peaks[state].append(peak["rps"])
             rows.append(
                 [round_no, state, hidden, round(peak["rps"]), peak["p50"], peak["p99"], peak["non2xx"]]
