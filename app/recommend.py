@@ -490,18 +490,17 @@ class Recommender:
         """Popularity's new-arrivals side: new items ranked by the users who took them at run
         time (the stream, item_foldin.py), on the ranking's scale (a share of the most popular
         trained item's score). An item nobody took yet has no evidence and stays out."""
-        taken = self.new_item_events.weights
-        if not taken:
+        takers = self.new_item_events.takers
+        if not takers:
             return rows, scores
         new = self.catalog_view(version).new
+        top = max(version.popularity.top_score, 1.0)
         at, share = [], []
         for j, item in enumerate(new.ids):
-            users = taken.get(item)
-            if users and (filt.new_passing is None or filt.new_passing[j]):
+            count = takers.get(item, 0)
+            if count and (filt.new_passing is None or filt.new_passing[j]):
                 at.append(j)
-                share.append(
-                    min(1.0, sum(w > 0 for w in users.values()) / max(version.popularity.top_score, 1.0))
-                )
+                share.append(min(1.0, count / top))
         if not at:
             return rows, scores
         return _merged(rows, scores, len(version.item_ids) + np.asarray(at, np.int64), np.asarray(share), k)

@@ -55,10 +55,6 @@ class VersionCatalog:
     valid_until: float  # the first moment an availability window opens or closes
     new: NewItems = NO_NEW_ITEMS
 
-    @property
-    def is_empty(self) -> bool:
-        return not len(self.blocked) and not self.overrides and not len(self.new)
-
     def item_id(self, row: int, item_ids: list[str]) -> str:
         return item_ids[row] if row < self.n_items else self.new.ids[row - self.n_items]
 

@@ -129,7 +129,7 @@ def with_catalog(
 ) -> CompiledFilter:
     """`filt` with the catalog's blocked rows taken out, and which new items pass."""
     if not len(catalog.blocked):
-        return replace(filt, new_passing=new_passing)
+        return filt if new_passing is None else replace(filt, new_passing=new_passing)
     assert catalog.visible is not None
     if filt.allowed is not None:
         return CompiledFilter(

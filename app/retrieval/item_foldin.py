@@ -31,6 +31,7 @@ class NewItemEvents:
         self.max_items = max_items
         self.after = "0"  # the stream entry read last
         self.weights: dict[str, dict[str, float]] = {}
+        self.takers: dict[str, int] = {}  # users with a positive summed weight, per item
 
     def add(self, entries: Iterable[StreamEntry], known: Mapping[str, int]) -> set[str]:
         """Fold stream entries on items not in `known` into the weights; returns those changed."""
@@ -53,8 +54,13 @@ class NewItemEvents:
             while len(users) > self.max_users:
                 users.pop(next(iter(users)))
             while len(self.weights) > self.max_items:
-                self.weights.pop(next(iter(self.weights)))
+                dropped = next(iter(self.weights))
+                del self.weights[dropped]
+                self.takers.pop(dropped, None)
             changed.add(item)
+        for item in changed:  # counted once per read, not per popularity request
+            if item in self.weights:
+                self.takers[item] = sum(w > 0 for w in self.weights[item].values())
         return changed
 
 

@@ -33,6 +33,8 @@ def test_events_of_known_items_are_skipped_and_weights_sum_per_user() -> None:
     changed = events.add([*stream, _entry(4, "u2", "new")], known={"old": 0})
     assert changed == {"new"} and events.after == "4-0"
     assert events.weights == {"new": {"u1": 3.5, "u2": 1.0}}
+    events.add([_entry(5, "u3", "new", "-1.0")], known={})
+    assert events.takers == {"new": 2}  # a dislike is no taker
 
 
 def test_malformed_stream_entries_are_ignored() -> None:
@@ -47,3 +49,4 @@ def test_items_and_users_per_item_are_bounded() -> None:
     assert list(events.weights["a"]) == ["u2", "u3", "u4"]  # the newest users
     events.add([_entry(10, "u", "b"), _entry(11, "u", "c")], known={})
     assert list(events.weights) == ["b", "c"]  # the least recently active item dropped out
+    assert set(events.takers) == {"b", "c"}
