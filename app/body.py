@@ -97,10 +97,10 @@ def register_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def configured_limits(app: FastAPI, max_k: int, max_events: int) -> None:
+def configured_limits(app: FastAPI, max_k: int, max_events: int, max_batch_users: int) -> None:
     """Make the document state the bounds this server enforces (`RECSYS_MAX_K`,
-    `RECSYS_MAX_EVENTS_PER_REQUEST`), not the schema's hard ceilings, so a client generated from
-    it never sends what the server refuses."""
+    `RECSYS_MAX_EVENTS_PER_REQUEST`, `RECSYS_MAX_BATCH_USERS`), not the schema's hard ceilings,
+    so a client generated from it never sends what the server refuses."""
     previous = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -108,13 +108,18 @@ def configured_limits(app: FastAPI, max_k: int, max_events: int) -> None:
         spec = previous()
         if not cached:
             schemas = spec.get("components", {}).get("schemas", {})
-            k = schemas.get("CandidatesRequest", {}).get("properties", {}).get("k", {})
-            for branch in [k, *k.get("anyOf", [])]:
-                if "maximum" in branch:
-                    branch["maximum"] = max_k
-            events = schemas.get("InteractionBatch", {}).get("properties", {}).get("events", {})
-            if "maxItems" in events:
-                events["maxItems"] = max_events
+            for name in ("CandidatesRequest", "BatchCandidatesRequest"):
+                k = schemas.get(name, {}).get("properties", {}).get("k", {})
+                for branch in [k, *k.get("anyOf", [])]:
+                    if "maximum" in branch:
+                        branch["maximum"] = max_k
+            for name, field, bound in (
+                ("InteractionBatch", "events", max_events),
+                ("BatchCandidatesRequest", "user_ids", max_batch_users),
+            ):
+                prop = schemas.get(name, {}).get("properties", {}).get(field, {})
+                if "maxItems" in prop:
+                    prop["maxItems"] = bound
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -130,7 +130,7 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
     for router in (health.router, admin.router, items.admin_router):
         app.include_router(router)
     register_schemas(app, [CandidatesRequest])  # parsed by its route itself (app/body.py)
-    configured_limits(app, settings.max_k, settings.max_events_per_request)
+    configured_limits(app, settings.max_k, settings.max_events_per_request, settings.max_batch_users)
 
     @app.exception_handler(CatalogStaleError)
     async def catalog_stale(request: Request, exc: CatalogStaleError) -> Response:

@@ -282,6 +282,22 @@ class Recommender:
                 and not (method in (Method.two_tower, Method.ensemble) and vectors.two_tower is None),
             )
 
+    async def candidates_many(
+        self, requests: list[tuple[CandidatesRequest, Variant]], k: int, in_flight: int = 16
+    ) -> list[Answer]:
+        """Each request through `candidates`, the same path as a single call, with a bounded
+        number in flight: store reads overlap and searches keep the search threads busy, while a
+        batch of thousands never holds thousands of coroutines and answers at once."""
+        answers: list[Answer | None] = [None] * len(requests)
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(i: int, req: CandidatesRequest, variant: Variant) -> None:
+            async with gate:
+                answers[i] = await self.candidates(req, k, variant)
+
+        await asyncio.gather(*(one(i, req, variant) for i, (req, variant) in enumerate(requests)))
+        return [a for a in answers if a is not None]
+
     async def candidates(self, req: CandidatesRequest, k: int, variant: Variant) -> Answer:
         version = self.registry.for_variant(variant)
         if version is None:

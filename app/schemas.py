@@ -82,6 +82,45 @@ class CandidatesResponse(BaseModel):
     )
 
 
+HARD_MAX_BATCH_USERS = 10_000  # the schema's bound; the configured `max_batch_users` is checked per request
+
+
+class BatchCandidatesRequest(BaseModel):
+    """Many users under one k and one set of filters: for offline jobs (e-mails, precomputed
+    feeds) that would otherwise pay one HTTP round trip per user."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"user_ids": ["u000042", "u000043"], "k": 20}]},
+    )
+
+    user_ids: list[Annotated[str, _id_field("A user.", "u000042")]] = Field(  # type: ignore[valid-type]
+        min_length=1,
+        max_length=HARD_MAX_BATCH_USERS,
+        description="The users, answered in this order (1 to the configured max_batch_users).",
+    )
+    k: int | None = Field(
+        None, ge=1, le=HARD_MAX_K, description="Candidates per user (1 to the configured max_k; default 100)."
+    )
+    filters: Filters | None = Field(None, description="Attribute conditions and allow/deny item lists.")
+    exclude_seen: bool = Field(True, description="Leave out items each user already interacted with.")
+
+    def for_user(self, user_id: str) -> CandidatesRequest:
+        return CandidatesRequest(
+            user_id=user_id, k=self.k, filters=self.filters, exclude_seen=self.exclude_seen
+        )
+
+
+class BatchCandidates(CandidatesResponse):
+    fallback_reason: str | None = Field(
+        description="Why the tier's method did not serve (the X-Recsys-Fallback header of a single call)."
+    )
+
+
+class BatchCandidatesResponse(BaseModel):
+    results: list[BatchCandidates] = Field(description="One answer per user id, in the request's order.")
+
+
 class InteractionEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

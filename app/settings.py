@@ -37,6 +37,9 @@ class ServeSettings(BaseSettings):
     # -- the request ------------------------------------------------------------------------
     max_k: int = Field(1_000, ge=1, le=10_000, description="Largest `k` a request may ask for.")
     default_k: int = Field(100, ge=1, description="`k` when a request gives none.")
+    max_batch_users: int = Field(
+        1_000, ge=1, le=10_000, description="Users per POST /candidates/batch request."
+    )
     max_body_bytes: int = Field(1 << 20, ge=1_024, description="Larger request bodies get a 413.")
     max_events_per_request: int = Field(1_000, ge=1, le=100_000, description="Events per POST /interactions.")
     # -- routing (DESIGN.md's tier table) ---------------------------------------------------
