@@ -94,7 +94,7 @@ class BatchCandidatesRequest(BaseModel):
         json_schema_extra={"examples": [{"user_ids": ["u000042", "u000043"], "k": 20}]},
     )
 
-    user_ids: list[Annotated[str, _id_field("A user.", "u000042")]] = Field(  # type: ignore[valid-type]
+    user_ids: list[Annotated[str, _id_field("A user.", "u000042")]] = Field(
         min_length=1,
         max_length=HARD_MAX_BATCH_USERS,
         description="The users, answered in this order (1 to the configured max_batch_users).",
