@@ -8,10 +8,8 @@ here, from RECSYS_* variables (or passed in by tests and the CLI).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,22 +22,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.body import configured_limits, register_schemas
 from app.errors import UNPARSABLE_BODY, CatalogStaleError, validation_body
 from app.experiments import load_experiment
-from app.health import StoreHealth
-from app.items import ItemsService
 from app.metrics import ServiceMetrics
 from app.middleware import ObservedLimitedMiddleware
-from app.recommend import Recommender
 from app.responses import json_response
 from app.routers import admin, candidates, health, interactions, items
 from app.schemas import CandidatesRequest
 from app.security import API_KEY_ERRORS, require_api_key
 from app.settings import ServeSettings
-from app.state import Services
-from app.version_registry import VersionRegistry
+from app.state import open_services
 from feature_store.factory import open_store
 from feature_store.settings import StoreSettings
-
-log = logging.getLogger("recsys.app")
 
 DESCRIPTION = """
 Candidate generation for recommendations. `POST /candidates` routes each user by interaction count
@@ -78,41 +70,23 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pin_blas_threads()
-        store = open_store(store_settings)
-        health = StoreHealth()
-        registry = VersionRegistry(
-            settings.artifacts,
-            store,
+        svc = await open_services(
+            settings,
+            store_settings,
             experiment,
-            settings.event_weights,
             metrics,
-            settings.store_timeout_s,
-            pin_ttl_s=store_settings.pin_ttl_s,
+            search_threads(settings),
+            open_store(store_settings),
         )
-        # Searches get threads of their own: a version loading on the default executor (seconds)
-        # must never hold them up, and more search threads than cores only time-slice them.
-        searches = ThreadPoolExecutor(search_threads(settings), thread_name_prefix="recsys-search")
-        recommender = Recommender(
-            settings, store, registry, metrics, health, store_settings.recent_limit, searches
-        )
-        items = ItemsService(store, registry, recommender, searches)
-        svc = Services(settings, store, experiment, registry, recommender, metrics, health, items)
-        await registry.refresh()
-        if registry.active is None:
-            log.warning("no model version loaded yet (publish one); /candidates answers 503 until then")
         if settings.reload_poll_s > 0:
-            svc.tasks.append(asyncio.create_task(registry.poll(settings.reload_poll_s)))
+            svc.tasks.append(asyncio.create_task(svc.registry.poll(settings.reload_poll_s)))
         if settings.new_item_poll_s > 0:
-            svc.tasks.append(asyncio.create_task(recommender.follow_new_items(settings.new_item_poll_s)))
+            svc.tasks.append(asyncio.create_task(svc.recommender.follow_new_items(settings.new_item_poll_s)))
         app.state.services = svc
         try:
             yield
         finally:
-            for task in svc.tasks:
-                task.cancel()
-            await asyncio.gather(*svc.tasks, return_exceptions=True)
-            await store.close()
-            searches.shutdown(wait=False, cancel_futures=True)
+            await svc.close()
 
     app = FastAPI(
         title="recsys candidate service",

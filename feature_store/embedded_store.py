@@ -157,8 +157,12 @@ class EmbeddedStore:
         stream_maxlen: int = 1_000_000,
         idempotency_ttl_s: int = 86_400,
         live_events_per_user: int = 1_000,
+        pointer_file: bool = True,
     ) -> None:
+        """`pointer_file=False` keeps the active pointer in memory only: the in-process service
+        serves the one version it was opened on, whatever `ACTIVE.json` says or later says."""
         self._artifacts = artifacts
+        self._pointer_file = pointer_file
         self._recent_limit = recent_limit
         self._versions: dict[str, _Version] = {}
         self._status: dict[str, dict[str, Any]] = {}
@@ -176,7 +180,7 @@ class EmbeddedStore:
     # -- the active pointer -------------------------------------------------------------------
 
     def _pointer_path(self) -> Path | None:
-        return None if self._artifacts is None else self._artifacts / POINTER_FILE
+        return None if self._artifacts is None or not self._pointer_file else self._artifacts / POINTER_FILE
 
     def _read_pointer(self) -> dict[str, str | None]:
         path = self._pointer_path()

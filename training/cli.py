@@ -13,6 +13,7 @@ from training.commands import data  # noqa: F401  generate, dataset
 from training.commands import train  # noqa: F401  train, train-all, evaluate-tiers
 from training.commands import evaluate  # noqa: F401  evaluate, tune
 from training.commands import store  # noqa: F401  publish, activate, serve, demo
+from training.commands import recommend  # noqa: F401  recommend
 
 # isort: on
 from training.commands.common import app, friendly_errors
