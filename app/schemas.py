@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -185,6 +185,29 @@ class InteractionsResponse(BaseModel):
         description="Events whose item the serving model does not know (still stored)."
     )
     model_version: str | None = Field(description="The version whose profiles were updated.")
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"]
+
+
+class StoreState(BaseModel):
+    name: str = Field(description="redis, redis-cluster or embedded.")
+    ok: bool = Field(description="The last store call succeeded.")
+    reason: str | None = Field(description="Why not, without hosts or ports.")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded", "not_ready"] = Field(
+        description="ready; degraded (serving, but the store is unreachable or a version was "
+        "refused); not_ready (no version loaded: 503)."
+    )
+    model_version: str | None = Field(description="The version serving, when one is.")
+    pinned_versions: list[str] = Field(description="Versions A/B variants pin, loaded.")
+    missing_pinned_versions: list[str] = Field(description="Pinned versions the store does not hold.")
+    refused_versions: dict[str, str] = Field(description="Versions refused at load, with the public reason.")
+    versions_problem: str | None = Field(description="Why the store's active version is not the one serving.")
+    store: StoreState
 
 
 class ErrorResponse(BaseModel):

@@ -10,21 +10,25 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.responses import json_response
+from app.schemas import Liveness, Readiness
 from app.state import Services, services
 from feature_store.base import StoreUnavailableError
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get("/healthz", response_model=Liveness, summary="The process is alive")
 async def healthz() -> Response:
     return json_response({"status": "alive"})
 
 
 @router.get(
     "/readyz",
+    response_model=Readiness,
     summary="A model version is loaded; says whether the store is reachable",
-    responses={503: {"description": "No model version is loaded: do not send traffic yet."}},
+    responses={
+        503: {"model": Readiness, "description": "No model version is loaded: do not send traffic yet."}
+    },
 )
 async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
     """200 `ready`, or 200 `degraded` while the store is unreachable (requests still get popularity

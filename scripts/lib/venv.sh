@@ -23,10 +23,10 @@ ensure_venv() {
     .venv/bin/python -m pip install -q --upgrade pip
   fi
   stamp=.venv/.installed
-  want="$extras $(sha256sum pyproject.toml | cut -c1-16)"
+  want="$extras $(cat pyproject.toml client/pyproject.toml | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
-    echo "installing the project with extras $extras" >&2
-    .venv/bin/python -m pip install -q -e ".$extras"
+    echo "installing the project with extras $extras, and its client (client/)" >&2
+    .venv/bin/python -m pip install -q -e ".$extras" -e ./client
     echo "$want" >> "$stamp"
   fi
 }
