@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.body import configured_limits, register_schemas
@@ -88,7 +89,11 @@ def create_app(settings: ServeSettings | None = None, store_settings: StoreSetti
         finally:
             await svc.close()
 
-    app = FastAPI(
+    # Swagger UI from files the service serves itself (fastapi-offline ships them): the default
+    # page loads them from a public CDN, and was blank on a machine without internet. ReDoc is
+    # not served: it still fetches its logo from cdn.redoc.ly, and Swagger UI shows the same.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="recsys candidate service",
         version="0.1.0",
         description=DESCRIPTION,

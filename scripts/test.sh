@@ -13,6 +13,7 @@ ensure_venv "[train,serve,dev]"
 ensure_postgres
 ensure_redis
 ensure_spark_deps
+ensure_chromium
 export RECSYS_REQUIRE_SERVICES=1 PYTHONUNBUFFERED=1
 
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check -q .

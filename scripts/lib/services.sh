@@ -79,3 +79,9 @@ ensure_spark_deps() {
   fi
   [ -f /usr/share/java/postgresql.jar ] || _apt_install libpostgresql-jdbc-java || return 1
 }
+
+# Chromium renders /docs in the headless-browser test (tests/app/test_docs_page.py).
+ensure_chromium() {
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null ||
+    _apt_install chromium fonts-dejavu-core || return 1
+}
