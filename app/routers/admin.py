@@ -47,6 +47,29 @@ class ActivateRequest(BaseModel):
     )
 
 
+class VersionSwitch(BaseModel):
+    changed: bool = Field(description="Whether the serving version changed.")
+    model_version: str | None = Field(description="The version serving now.")
+    refused: dict[str, str] = Field(description="Versions refused at load, with the full reason.")
+
+
+class AdminStoreState(BaseModel):
+    name: str
+    ok: bool
+    reason: str | None = Field(description="The store client's own error, hosts included.")
+
+
+class AdminStatus(BaseModel):
+    model_version: str | None
+    active_folder: str | None = Field(description="The serving version's folder on this server.")
+    store_pointer: str | None = Field(description="The version the store's active pointer names.")
+    invalid_pointer: str | None = Field(description="The pointer's value when it names no valid version.")
+    pinned_versions: list[str]
+    refused: dict[str, str] = Field(description="Versions refused at load, with the full reason.")
+    problem: str | None = Field(description="Why the store's active version is not the one serving.")
+    store: AdminStoreState
+
+
 def _state(svc: Services, changed: bool) -> Response:
     active = svc.registry.active
     body = {
@@ -57,7 +80,11 @@ def _state(svc: Services, changed: bool) -> Response:
     return json_response(body)
 
 
-@router.get("/status", summary="What this server serves and why not something else, with full reasons")
+@router.get(
+    "/status",
+    response_model=AdminStatus,
+    summary="What this server serves and why not something else, with full reasons",
+)
 async def status(svc: Annotated[Services, Depends(require_admin)]) -> Response:
     return json_response(
         {
@@ -67,13 +94,18 @@ async def status(svc: Annotated[Services, Depends(require_admin)]) -> Response:
     )
 
 
-@router.post("/reload", summary="Follow the store's active pointer now (retrying refused versions)")
+@router.post(
+    "/reload",
+    response_model=VersionSwitch,
+    summary="Follow the store's active pointer now (retrying refused versions)",
+)
 async def reload(svc: Annotated[Services, Depends(require_admin)]) -> Response:
     return _state(svc, await svc.registry.refresh(retry_failed=True))
 
 
 @router.post(
     "/activate",
+    response_model=VersionSwitch,
     summary="Switch the store's active version (rollback) and load it",
     responses={
         409: {
