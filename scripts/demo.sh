@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: sets up .venv, generates the bundled synthetic marketplace data, trains ALS
-# (parameters chosen on validation), evaluates it beside popularity, writes artifacts/als_vN, publishes
-# it (embedded store, or Redis when RECSYS_REDIS_URL is set) and serves it on 127.0.0.1:8000.
+# The main job: sets up .venv, generates the bundled synthetic marketplace data, serves a quick
+# version (popularity and ALS, no search) on 127.0.0.1:8000 within about a minute, then trains every
+# tier's model with its per-tier evaluation (train-all) and swaps it in live through the hot reload.
+# The embedded store, or Redis when RECSYS_REDIS_URL is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/venv.sh

@@ -12,7 +12,8 @@ import gc
 from training.commands import data  # noqa: F401  generate, dataset
 from training.commands import train  # noqa: F401  train, train-all, evaluate-tiers
 from training.commands import evaluate  # noqa: F401  evaluate, tune
-from training.commands import store  # noqa: F401  publish, activate, serve, demo
+from training.commands import store  # noqa: F401  publish, activate, serve
+from training.commands import demo  # noqa: F401  demo
 from training.commands import recommend  # noqa: F401  recommend
 
 # isort: on

@@ -1,19 +1,16 @@
 """Store and serving commands: `recsys publish`, `recsys activate` (a rollback), `recsys serve`,
-and `recsys demo` (the whole job in one go)."""
+(`recsys demo` is in demo.py)."""
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from tqdm import tqdm
 
-from training.commands.common import _load, _read_items, _say, _writable_folder, app, friendly_errors
-from training.commands.options import settings_options
-from training.settings import TrainSettings
+from training.commands.common import _say, app, friendly_errors
 
 
 def _store_settings(artifacts: Path | None, redis_url: str | None, prefix: str | None) -> Any:
@@ -163,53 +160,3 @@ def serve(
         f"serving on http://{settings.host}:{settings.port} (docs: /docs), {settings.workers} worker(s)"
     )
     run_server(settings)
-
-
-@app.command()
-@friendly_errors
-@settings_options("two_tower")
-def demo(
-    workdir: Annotated[Path, typer.Option(help="Folder for the synthetic data and artifacts.")] = Path(),
-    users: Annotated[int, typer.Option(help="Synthetic users.")] = 20_000,
-    items: Annotated[int, typer.Option(help="Synthetic items.")] = 5_000,
-    interactions: Annotated[int, typer.Option(help="Synthetic events.")] = 500_000,
-    serve_after: Annotated[
-        bool, typer.Option("--serve/--no-serve", help="Start the service on the new version afterwards.")
-    ] = True,
-    port: Annotated[int, typer.Option(help="Port of the service.")] = 8000,
-    *,
-    settings: TrainSettings,
-) -> None:
-    """Generate synthetic data, train every model (train-all) with its per-tier evaluation,
-    publish, and serve: the whole job in one go."""
-    from training.pipeline import train_all as run_train_all
-    from training.synthetic import SyntheticConfig, write
-    from training.synthetic import generate as gen
-    from training.tier_eval import format_table
-
-    _writable_folder(workdir, "--workdir")
-    start = time.perf_counter()
-    data_dir = workdir / "data" / "synthetic"
-    inter_path, items_path = write(
-        gen(SyntheticConfig(users=users, items=items, interactions=interactions)), data_dir
-    )
-    _say(f"generated {interactions:,} synthetic events in {data_dir}")
-    settings = settings.model_copy(update={"artifacts": workdir / "artifacts"})
-    data = _load(str(inter_path), settings)
-    report = run_train_all(data, settings, progress=_say, items=_read_items(str(items_path), settings))
-    if report.tiers is not None:
-        typer.echo(format_table(report.tiers, "\nper-tier holdout, k=10 (routed method in bold):"))
-    assert report.version_dir is not None
-    typer.echo(f"wrote {report.version_dir} in {time.perf_counter() - start:.1f}s total")
-    published = run_publish(report.version_dir, _store_settings(settings.artifacts, None, None))
-    _say(f"published {published.version} ({published.users:,} users) to the {published.store} store")
-    if serve_after:
-        serve(
-            host=None,
-            port=port,
-            workers=None,
-            artifacts=settings.artifacts,
-            redis_url=None,
-            prefix=None,
-            ab_config=None,
-        )
