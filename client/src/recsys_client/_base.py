@@ -38,7 +38,8 @@ class ClientConfig:
             headers["Authorization"] = f"Bearer {self.admin_token}"
         args: dict[str, Any] = {"headers": headers}
         if call.body is not None:
-            args["json"] = call.json()
+            headers["Content-Type"] = "application/json"
+            args["content"] = call.content()
         if call.params:
             args["params"] = call.params
         return args
