@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up .venv, starts the services the tests need when they are not running,
-# then lint, types, the import contracts (pyproject.toml), the Dockerfile lint and the whole pytest
-# suite. Extra arguments go to pytest.
+# then lint, types, the import contracts (pyproject.toml), the Dockerfile lint, the docs site
+# (mkdocs --strict: a broken link fails) and the whole pytest suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/venv.sh
@@ -20,4 +20,5 @@ echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check -q .
 echo "== mypy"; .venv/bin/mypy
 echo "== import contracts"; .venv/bin/lint-imports --no-cache
 echo "== hadolint"; .venv/bin/hadolint Dockerfile && echo "Dockerfile: clean"
+echo "== docs"; NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)" && echo "mkdocs build --strict: clean"
 echo "== pytest"; .venv/bin/python -m pytest "$@"

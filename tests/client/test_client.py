@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import threading
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,9 +15,13 @@ from recsys_client import (
     NotFoundError,
     RecsysClient,
     UnauthorizedError,
+    UnavailableError,
 )
 
-from tests.app.live_server import LiveServer
+from app.main import create_app
+from feature_store.settings import StoreSettings
+from tests.app.conftest import serve_settings
+from tests.app.live_server import LiveServer, free_port
 from tests.client.conftest import ADMIN_TOKEN
 
 
@@ -153,3 +159,30 @@ def test_the_client_shares_one_connection_pool(server: LiveServer) -> None:
             client.candidates("pool-user", k=1)
         pool = client._http._transport._pool  # type: ignore[attr-defined]
         assert len(opened) == 20 and len(pool.connections) == 1
+
+
+def test_wait_ready_returns_once_the_server_serves_and_raises_when_nothing_answers(
+    server: LiveServer,
+) -> None:
+    with RecsysClient(server.url) as client:
+        assert client.wait_ready(timeout_s=5).model_version == "als_v1"
+    port = free_port()  # nothing listens there
+    with RecsysClient(f"http://127.0.0.1:{port}") as client, pytest.raises(UnavailableError) as caught:
+        client.wait_ready(timeout_s=0.6, interval_s=0.1)
+    assert "not ready after 0.6s" in str(caught.value)
+
+
+async def test_async_wait_ready_waits_for_a_server_that_starts_late(
+    artifacts: Path, store_settings: StoreSettings
+) -> None:
+    """The tour's first step: the client waits while the service starts, then gets its answer."""
+    late = LiveServer(create_app(serve_settings(artifacts), store_settings))
+    started = threading.Timer(0.8, late.__enter__)
+    started.start()
+    try:
+        async with AsyncRecsysClient(late.url) as client:
+            answer = await client.wait_ready(timeout_s=30, interval_s=0.1)
+        assert answer.ready and answer.model_version == "als_v1"
+    finally:
+        started.join()
+        late.__exit__(None, None, None)

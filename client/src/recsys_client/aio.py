@@ -6,6 +6,7 @@ Its methods mirror `sync.py` one for one, as coroutines (a test compares their s
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from recsys_client import _calls
 from recsys_client._base import ClientConfig
 from recsys_client._calls import EventArg, FiltersArg
+from recsys_client.errors import UnavailableError
 from recsys_client.models import (
     Candidates,
     Item,
@@ -147,6 +149,22 @@ class AsyncRecsysClient:
     async def ready(self) -> Readiness:
         """`GET /readyz`, not retried: `.ready` is False while no version is loaded."""
         return await self._send(_calls.ready())
+
+    async def wait_ready(self, timeout_s: float = 30.0, interval_s: float = 0.25) -> Readiness:
+        """Poll `GET /readyz` until the service serves a version (a deploy script's, a test's or a
+        tour's first step): the answer, or `UnavailableError` after `timeout_s` without one."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                answer = await self.ready()
+                if answer.ready:
+                    return answer
+                why = f"status {answer.status}"
+            except UnavailableError as exc:
+                why = str(exc)
+            if time.monotonic() + interval_s > deadline:
+                raise UnavailableError(f"{self._config.base_url} not ready after {timeout_s:g}s ({why})")
+            await asyncio.sleep(interval_s)
 
     async def check_schema(self) -> list[str]:
         """Differences between this client's models and the server's `/openapi.json` (none: [])."""
