@@ -2,7 +2,8 @@
 
 Settings travel to worker processes as RECSYS_* environment variables (each worker builds its
 own app from them), so this sets them before uvicorn starts. One worker per core is what the
-bench measured best on a 2-core machine (README); more workers than cores only adds switching.
+bench measured best on a 2-core machine (docs/benchmarks/speed.md); more workers than cores only
+adds switching.
 
 The HTTP server's limits (head size and header count, read and idle timeouts, connections) are
 enforced by `app.http_limits.LimitedHttpToolsProtocol`, httptools with what it lacks; without

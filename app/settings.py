@@ -25,7 +25,8 @@ class ServeSettings(BaseSettings):
         1,
         ge=1,
         le=64,
-        description="uvicorn worker processes; one per core is the measured sweet spot (README).",
+        description="uvicorn worker processes; one per core is the measured sweet spot "
+        "(docs/benchmarks/speed.md).",
     )
     search_threads: int | None = Field(
         None,

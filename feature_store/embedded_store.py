@@ -11,7 +11,7 @@ every process serving the same folder picks up what another appended (a stat per
 of the new lines when the file grew). Writers take an exclusive lock on it, so two processes never
 interleave a batch or hand out one generation twice.
 
-Limits (documented in the README): one process owns the run-time state; events recorded at run
+Limits (documented in docs/feature-store.md): one process owns the run-time state; events recorded at run
 time (each user's newest events, the event stream) live in memory and are lost on restart; the stream
 keeps the newest `stream_maxlen` entries; every process holds the user-id index of the versions it
 serves in RAM (about 100 bytes per user).

@@ -20,5 +20,7 @@ echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check -q .
 echo "== mypy"; .venv/bin/mypy
 echo "== import contracts"; .venv/bin/lint-imports --no-cache
 echo "== hadolint"; .venv/bin/hadolint Dockerfile && echo "Dockerfile: clean"
-echo "== docs"; NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)" && echo "mkdocs build --strict: clean"
+# Not --quiet: it hides the warnings, and with them what --strict counts.
+echo "== docs"; docs_log=$(NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$(mktemp -d)" 2>&1) ||
+  { echo "$docs_log"; exit 1; }; echo "mkdocs build --strict: clean"
 echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -211,7 +211,7 @@ ItemsOpt = Annotated[
         "--items",
         help="Item metadata (CSV/Parquet with item_id, category, tags, text, numbers...; or a MovieLens "
         "folder): the version's filterable attributes and the content model's input. Read by the "
-        "rules of the README's 'Item metadata' section (lists, missing values, duplicates).",
+        "rules of docs/feature-store.md's 'Item metadata' paragraph (lists, missing values, duplicates).",
     ),
 ]
 DropUnknownOpt = Annotated[

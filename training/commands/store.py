@@ -144,7 +144,7 @@ def serve(
     """Serve POST /candidates and POST /interactions (docs at /docs) with uvicorn.
 
     Everything else (max_k, tier thresholds, timeouts, RECSYS_ADMIN_TOKEN) comes from RECSYS_*
-    environment variables; see the README's settings table.
+    environment variables; see docs/reference/settings.md.
     """
     from app.experiments import load_experiment
     from app.server import serve as run_server
