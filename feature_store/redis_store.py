@@ -357,7 +357,9 @@ class RedisStore:
         except Exception as exc:
             if not _raised_by_client(exc):
                 raise
-            raise StoreUnavailableError(f"redis {what}: {exc.__class__.__name__}: {exc}") from exc
+            raise StoreUnavailableError(
+                f"redis {what}: unexpected reply or connection torn down ({exc.__class__.__name__}: {exc})"
+            ) from exc
 
     async def ping(self) -> None:
         """On a cluster every master must answer: with one down, part of the users cannot be read."""
