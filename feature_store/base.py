@@ -114,6 +114,13 @@ class FeatureStore(Protocol):
     async def pinned_versions(self) -> set[str]:
         """Versions some running server declared it serves (pins not yet expired)."""
 
+    async def acquire_lock(self, name: str, holder: str, ttl_s: float) -> str | None:
+        """Take the named lock for `holder` for `ttl_s` seconds (or renew it, if `holder` has it):
+        None when it is ours, else who holds it. A holder that dies loses it after `ttl_s`."""
+
+    async def release_lock(self, name: str, holder: str) -> bool:
+        """Give the lock up if `holder` still has it (not one that expired and was taken since)."""
+
     async def get_profile(
         self, version: str, user_id: str, recent_limit: int = 50, view: LiveView | None = None
     ) -> UserProfile:

@@ -25,7 +25,8 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,12 +37,14 @@ from feature_store.base import LiveEvent, ProgressFn, RecordResult, StreamEntry,
 from feature_store.catalog import CatalogChanges, CatalogConflictError, ItemRecord
 from feature_store.errors import VersionNotReadyError
 from feature_store.live_view import LiveRecord, LiveView, fold_live
+from feature_store.locks import check_lock_name
 from feature_store.manifest import MANIFEST_NAME
 from feature_store.version_files import ProfileTable, load_profile_table
 from feature_store.version_names import check_version_name
 
 POINTER_FILE = "ACTIVE.json"
 PINS_FILE = "PINS.json"
+LOCKS_FILE = "LOCKS.json"
 CATALOG_FILE = "CATALOG.jsonl"
 
 log = logging.getLogger("recsys.embedded_store")
@@ -169,6 +172,7 @@ class EmbeddedStore:
         self._live: dict[str, deque[LiveRecord]] = {}
         self._live_cap = live_events_per_user
         self._pins: dict[str, dict[str, Any]] = {}
+        self._locks: dict[str, dict[str, Any]] = {}
         self._events: deque[StreamEntry] = deque(maxlen=stream_maxlen)
         self._last_id = (0, 0)
         self._seen_requests: dict[str, float] = {}
@@ -297,6 +301,49 @@ class EmbeddedStore:
             # A read-only artifacts mount (the Docker example): pins stay in this process, which
             # is all an embedded store serves; only its own cleanup could delete a version.
             return
+
+    async def acquire_lock(self, name: str, holder: str, ttl_s: float) -> str | None:
+        check_lock_name(name)
+        with self._locks_file() as locks:
+            current = locks.get(name)
+            if current and current["holder"] != holder and float(current["until"]) > time.time():
+                return str(current["holder"])
+            locks[name] = {"holder": holder, "until": time.time() + ttl_s}
+        return None
+
+    async def release_lock(self, name: str, holder: str) -> bool:
+        check_lock_name(name)
+        with self._locks_file() as locks:
+            if (locks.get(name) or {}).get("holder") != holder:
+                return False
+            del locks[name]
+        return True
+
+    @contextmanager
+    def _locks_file(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """The locks as one JSON file in the artifacts folder, read and rewritten under an
+        exclusive flock, so processes sharing the folder see one another's locks."""
+        if self._artifacts is None:
+            yield self._locks
+            return
+        self._artifacts.mkdir(parents=True, exist_ok=True)
+        path = self._artifacts / LOCKS_FILE
+        with path.open("a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            try:
+                data = json.loads(fh.read() or "{}")
+            except ValueError:
+                data = {}  # a torn or foreign file: no lock is held
+            if not isinstance(data, dict):
+                data = {}
+            fields = {"holder", "until"}
+            locks = {str(k): v for k, v in data.items() if isinstance(v, dict) and fields <= v.keys()}
+            yield locks
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(locks) + "\n")
+            fh.flush()
 
     async def pinned_versions(self) -> set[str]:
         now = time.time()

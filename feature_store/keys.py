@@ -64,6 +64,10 @@ class KeySchema:
     def pins(self) -> str:
         return f"{self.prefix}:{{meta}}:pins"
 
+    def lock(self, name: str) -> str:
+        """A named lock (a retrain's publish), beside the pointers it guards."""
+        return f"{self.prefix}:{{meta}}:lock:{name}"
+
     @property
     def catalog_generation(self) -> str:
         return f"{self.prefix}:{{catalog}}:gen"

@@ -66,6 +66,7 @@ from feature_store.catalog import CatalogChanges, CatalogConflictError, ItemReco
 from feature_store.errors import VersionNotReadyError
 from feature_store.keys import KeySchema
 from feature_store.live_view import LiveRecord, LiveView, fold_live, unpack_records
+from feature_store.locks import check_lock_name
 from feature_store.profile_codec import ProfileDecodeError, unpack_profile
 from feature_store.settings import StoreSettings
 from feature_store.version_files import ProfileTable
@@ -80,6 +81,19 @@ except ImportError:  # an extra of redis-py (installed with ours); see _evalsha_
 T = TypeVar("T")
 
 # Switch the live pointer only to a completely written version; remember the old one.
+# A lock is a key holding its holder, with an expiry: taken when absent, renewed by its holder;
+# otherwise the reply names who has it. Released only by the holder that set it.
+_LOCK = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _ACTIVATE = """
 local st = redis.call('HGET', KEYS[3], ARGV[1])
 if not st or cjson.decode(st)['status'] ~= 'complete' then
@@ -314,6 +328,8 @@ class RedisStore:
         self._put_items = client.register_script(_PUT_ITEMS)
         self._catalog_changes = client.register_script(_CATALOG_CHANGES)
         self._get_items = client.register_script(_GET_ITEMS)
+        self._lock = client.register_script(_LOCK)
+        self._unlock = client.register_script(_UNLOCK)
         self._catalog_keys = [self.keys.catalog_generation, self.keys.catalog_items, self.keys.catalog_log]
         self._breaker = _NodeBreaker(client) if isinstance(client, RedisCluster) else None
         # Connections the profile read keeps between requests (see _read_profile_held); at most
@@ -479,6 +495,17 @@ class RedisStore:
         value = json.dumps({"versions": list(versions), "until": time.time() + ttl_s})
         async with self._guard("pin versions"):
             await self._client.hset(self.keys.pins, holder, value)
+
+    async def acquire_lock(self, name: str, holder: str, ttl_s: float) -> str | None:
+        check_lock_name(name)
+        async with self._guard("take lock"):
+            reply = await self._lock(keys=[self.keys.lock(name)], args=[holder, int(ttl_s * 1000)])
+        return None if reply is None else _text(reply)
+
+    async def release_lock(self, name: str, holder: str) -> bool:
+        check_lock_name(name)
+        async with self._guard("release lock"):
+            return bool(await self._unlock(keys=[self.keys.lock(name)], args=[holder]))
 
     async def pinned_versions(self) -> set[str]:
         """Pins of servers that renewed them lately; expired ones are removed on the way."""
