@@ -37,7 +37,7 @@ from app.experiments import Variant, load_experiment
 from app.metrics import ServiceMetrics
 from app.recommend import Answer
 from app.retrieval.filters import Filters
-from app.schemas import CandidatesRequest
+from app.schemas import CandidatesRequest, InteractionBatch
 from app.settings import ServeSettings
 from app.state import Services, open_services
 from feature_store.embedded_store import EmbeddedStore
@@ -227,6 +227,18 @@ class LocalService:
         except RequestValidationError as exc:  # a filter naming what the version cannot test
             raise InvalidRequestError(validation_body(exc.errors())["detail"]) from None
         return [Recommendation.from_answer(a) for a in answers]
+
+    def record(self, events: Iterable[Mapping[str, Any]], request_id: str | None = None) -> dict[str, Any]:
+        """What `POST /interactions` does with `{"events": [...], "request_id"}`: the events are
+        folded into their users' next answers (in this process's store; nothing is streamed)."""
+        try:
+            batch = InteractionBatch(events=list(events), request_id=request_id)
+        except ValidationError as exc:
+            raise InvalidRequestError(validation_body(exc.errors())["detail"]) from None
+        try:
+            return self._run(self._svc.recommender.record(batch, request_id))
+        except RequestValidationError as exc:  # an unknown event type
+            raise InvalidRequestError(validation_body(exc.errors())["detail"]) from None
 
     def close(self) -> None:
         if self._loop.is_running():

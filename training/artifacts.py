@@ -79,6 +79,8 @@ _DATA_KEYS = (
     "dropped_invalid_rows",
     "dropped_unknown_events",
     "read_notes",
+    "event_types",
+    "top_user_share",
 )
 
 

@@ -71,17 +71,7 @@ def drop_items(log: InteractionLog, item_ids: set[str]) -> tuple[InteractionLog,
     keep = ~gone[log.item_codes]
     if keep.all():
         return log, 0
-    kept = InteractionLog(
-        user_codes=log.user_codes[keep],
-        item_codes=log.item_codes[keep],
-        user_ids=log.user_ids,
-        item_ids=log.item_ids,
-        weights=log.weights[keep],
-        timestamps=None if log.timestamps is None else log.timestamps[keep],
-        dropped_unknown_events=log.dropped_unknown_events,
-        dropped_invalid_rows=log.dropped_invalid_rows,
-        notes=log.notes,
-    )
+    kept = log.subset(keep)
     return kept, int((~keep).sum())
 
 

@@ -195,6 +195,9 @@ def build_dataset(
         "has_timestamps": times is not None,
         "event_weights": event_weights or {},
         "fingerprint": fingerprint(matrix, user_ids, item_ids),
+        # What the next retrain compares its log with (training/log_checks.py).
+        "event_types": log.event_type_counts(),
+        "top_user_share": float(np.bincount(log.user_codes).max() / len(log)),
     }
     return Dataset(matrix, user_ids, item_ids, times, info)
 

@@ -6,7 +6,7 @@ Ids are strings end to end (UUIDs in real life); internally they are dictionary-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +32,30 @@ class InteractionLog:
     dropped_unknown_events: dict[str, int]
     dropped_invalid_rows: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
     notes: tuple[str, ...] = ()  # how the source was read (a time unit inferred, naive times as UTC)
+    # Each row's event type (an index into event_types; -1 none), where the source named them:
+    # the retrain's data checks compare their shares over time.
+    event_codes: np.ndarray | None = None
+    event_types: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.user_codes.shape[0])
+
+    def subset(self, keep: np.ndarray) -> InteractionLog:
+        """The rows where `keep` (a boolean mask) is true; the id vocabularies stay whole."""
+        return replace(
+            self,
+            user_codes=self.user_codes[keep],
+            item_codes=self.item_codes[keep],
+            weights=self.weights[keep],
+            timestamps=None if self.timestamps is None else self.timestamps[keep],
+            event_codes=None if self.event_codes is None else self.event_codes[keep],
+        )
+
+    def event_type_counts(self) -> dict[str, int]:
+        if self.event_codes is None:
+            return {}
+        counts = np.bincount(self.event_codes[self.event_codes >= 0], minlength=len(self.event_types))
+        return {name: int(n) for name, n in zip(self.event_types, counts.tolist(), strict=True) if n}
 
 
 def _encode(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -192,29 +213,81 @@ def from_table(
         weights, dropped = event_weights_for(
             table["event_type"], event_weights, drop_unknown=drop_unknown_events
         )
+    event_codes, event_types = _event_codes(table["event_type"]) if "event_type" in names else (None, ())
     user_codes, user_ids = _encode(table["user_id"], "user_id")
     item_codes, item_ids = _encode(table["item_id"], "item_id")
     log = InteractionLog(
-        user_codes, item_codes, user_ids, item_ids, weights, stamps, dropped, dropped_invalid, notes
+        user_codes,
+        item_codes,
+        user_ids,
+        item_ids,
+        weights,
+        stamps,
+        dropped,
+        dropped_invalid,
+        notes,
+        event_codes,
+        event_types,
     )
     return _without_rows(log, np.isnan(weights)) if dropped else log
+
+
+def _event_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Event types as small codes, spelled as the weights read them (trimmed, lower case)."""
+    labels = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
+    encoded = pc.dictionary_encode(labels).combine_chunks()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int16)
+    return codes, tuple(str(v) for v in encoded.dictionary.to_pylist())
+
+
+def concat_logs(first: InteractionLog, second: InteractionLog) -> InteractionLog:
+    """Both logs' rows in one (the training log and the events recorded at run time): ids and
+    event types united by value, timestamps kept where both have them."""
+    user_ids, second_users = _united(first.user_ids, second.user_ids)
+    item_ids, second_items = _united(first.item_ids, second.item_ids)
+    event_codes = None
+    event_types: tuple[str, ...] = ()
+    if first.event_codes is not None or second.event_codes is not None:
+        event_types = tuple(dict.fromkeys((*first.event_types, *second.event_types)))
+        position = {name: i for i, name in enumerate(event_types)}
+
+        def recoded(log: InteractionLog) -> np.ndarray:
+            if log.event_codes is None:
+                return np.full(len(log), -1, np.int16)
+            table = np.array([position[t] for t in log.event_types] + [-1], np.int16)
+            return table[log.event_codes]  # code -1 hits the trailing -1
+
+        event_codes = np.concatenate([recoded(first), recoded(second)])
+    both_timed = first.timestamps is not None and second.timestamps is not None
+    return InteractionLog(
+        np.concatenate([first.user_codes, second_users[second.user_codes]]).astype(np.int32),
+        np.concatenate([first.item_codes, second_items[second.item_codes]]).astype(np.int32),
+        user_ids,
+        item_ids,
+        np.concatenate([first.weights, second.weights]).astype(np.float32),
+        np.concatenate([first.timestamps, second.timestamps]) if both_timed else None,
+        {**first.dropped_unknown_events, **second.dropped_unknown_events},
+        {**first.dropped_invalid_rows, **second.dropped_invalid_rows},
+        (*first.notes, *second.notes),
+        event_codes,
+        event_types,
+    )
+
+
+def _united(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`first` then the ids of `second` it lacks, and where each id of `second` sits in it."""
+    found = pc.index_in(pa.array(second.astype(str)), value_set=pa.array(first.astype(str)))
+    where = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    new = where < 0
+    where[new] = len(first) + np.arange(int(new.sum()))
+    return np.concatenate([first, second[new]]).astype(object), where
 
 
 def _without_rows(log: InteractionLog, drop: np.ndarray) -> InteractionLog:
     keep = ~drop
     if not keep.any():
         raise NoInteractionsError("No interactions found: every row had an unknown event type.")
-    return InteractionLog(
-        log.user_codes[keep],
-        log.item_codes[keep],
-        log.user_ids,
-        log.item_ids,
-        log.weights[keep],
-        None if log.timestamps is None else log.timestamps[keep],
-        log.dropped_unknown_events,
-        log.dropped_invalid_rows,
-        log.notes,
-    )
+    return log.subset(keep)
 
 
 def from_arrays(

@@ -116,3 +116,18 @@ def test_a_missing_or_empty_folder_says_what_to_do(tmp_path: Path) -> None:
 
 async def test_it_works_from_code_that_already_runs_an_event_loop(local: LocalService) -> None:
     assert local.recommend("someone-new", limit=3).method_used == "popularity"
+
+
+def test_recorded_events_reach_the_next_answer_like_post_interactions(artifacts: Path) -> None:
+    with LocalService(artifacts) as service:
+        before = service.recommend("someone-new", limit=5)
+        assert before.tier == "cold" and before.method_used == "popularity"
+        stored = service.record(
+            [{"user_id": "someone-new", "item_id": item, "event_type": "like"} for item in before.items[:3]]
+        )
+        assert stored["stored"] == 3 and stored["unknown_items"] == 0
+        after = service.recommend("someone-new", limit=5)
+        assert not set(before.items[:3]) & set(after.items)  # seen now: excluded
+        with pytest.raises(InvalidRequestError) as caught:
+            service.record([{"user_id": "someone-new", "item_id": "i1", "event_type": "teleport"}])
+        assert "unknown event type 'teleport'" in str(caught.value.errors)
