@@ -228,6 +228,12 @@ class LocalService:
             raise InvalidRequestError(validation_body(exc.errors())["detail"]) from None
         return [Recommendation.from_answer(a) for a in answers]
 
+    @property
+    def item_count(self) -> int:
+        """Items the loaded version can recommend (its index; the run-time catalog's additions aside)."""
+        active = self._svc.registry.active
+        return len(active.item_ids) if active is not None else 0
+
     def record(self, events: Iterable[Mapping[str, Any]], request_id: str | None = None) -> dict[str, Any]:
         """What `POST /interactions` does with `{"events": [...], "request_id"}`: the events are
         folded into their users' next answers (in this process's store; nothing is streamed)."""

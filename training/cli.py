@@ -15,6 +15,7 @@ from training.commands import evaluate  # noqa: F401  evaluate, tune
 from training.commands import store  # noqa: F401  publish, activate, serve
 from training.commands import demo  # noqa: F401  demo
 from training.commands import recommend  # noqa: F401  recommend
+from training.commands import retrain  # noqa: F401  retrain, history
 
 # isort: on
 from training.commands.common import app, friendly_errors

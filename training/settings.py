@@ -286,6 +286,43 @@ class TrainSettings(BaseSettings):
         "Debian PostgreSQL driver when installed.",
     )
 
+    retrain_holdout_days: float = Field(
+        3.0,
+        gt=0,
+        le=365,
+        description="retrain: the newest days of the log, held out to score the candidate against "
+        "the live version (what the new model will face); the candidate trains on the days before, "
+        "so new data older than these is what the gate judges.",
+        json_schema_extra={"group": "retrain"},
+    )
+    retrain_tolerance: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="retrain: the candidate's Recall@k may be this much lower (relative) than the "
+        "live version's and still ship.",
+        json_schema_extra={"group": "retrain"},
+    )
+    retrain_k: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="retrain: k of the gate's Recall@k.",
+        json_schema_extra={"group": "retrain"},
+    )
+    retrain_eval_users: int = Field(
+        5_000,
+        ge=10,
+        description="retrain: at most this many held-out users are scored (drawn at random).",
+        json_schema_extra={"group": "retrain"},
+    )
+    retrain_lock_ttl_s: float = Field(
+        6 * 3600,
+        gt=0,
+        description="retrain: how long a retrain's lock holds if its process dies without releasing it.",
+        json_schema_extra={"group": "retrain"},
+    )
+
     def item_options(self) -> ItemOptions:
         return ItemOptions(
             list_separator=self.list_separator,

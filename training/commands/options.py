@@ -66,6 +66,7 @@ INDEX = fields_in("index")
 MODELS = fields_in("models")
 TIERS = fields_in("tiers")
 SPARK = fields_in("spark")
+RETRAIN = fields_in("retrain")
 
 Group = str | tuple[str, ...]
 
