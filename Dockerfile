@@ -18,7 +18,32 @@ COPY training ./training
 RUN /opt/venv/bin/pip install ".[serve]" \
  && /opt/venv/bin/python -c "import app.main, faiss, redis, uvicorn"
 
+# -- build stage of the training image: the train extra too (implicit, torch on CPU) ----------
+# torch comes from PyTorch's CPU index: the same pinned version, without gigabytes of CUDA.
+FROM build AS build-train
+RUN /opt/venv/bin/pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[train,serve]" \
+ && /opt/venv/bin/python -c "import implicit, torch, training.cli"
+
+# -- the training image: `recsys` (retrain, train-all, publish) for a scheduled job -----------
+# Build: docker build --target train -t recsys-candidates:train .
+# Run:   docker run --rm -v "$PWD/artifacts:/artifacts" -e RECSYS_REDIS_URL=... recsys-candidates:train retrain -i ...
+FROM ${PYTHON_IMAGE} AS train
+RUN groupadd --system --gid 10001 recsys \
+ && useradd --system --uid 10001 --gid recsys --home-dir /home/recsys --create-home recsys \
+ && mkdir /artifacts \
+ && chown recsys:recsys /artifacts
+COPY --from=build-train /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    RECSYS_ARTIFACTS=/artifacts
+WORKDIR /home/recsys
+USER 10001:10001
+ENTRYPOINT ["recsys"]
+CMD ["--help"]
+
 # -- runtime stage: the environment, a non-root user, nothing else ----------------------------
+# The last stage, so a plain `docker build .` still builds the serving image.
 FROM ${PYTHON_IMAGE} AS serve
 RUN groupadd --system --gid 10001 recsys \
  && useradd --system --uid 10001 --gid recsys --home-dir /home/recsys --create-home recsys \
