@@ -52,6 +52,30 @@ def _quiet(_: str) -> None:
     pass
 
 
+@dataclass(frozen=True)
+class KeptChoices:
+    """Choices a version already made on validation, reused instead of searched again (a weekly
+    retrain with `--keep-params`, the shipped refit of a retrain's candidate): the content
+    model's popularity prior and the ensemble's fusion weights."""
+
+    content_prior: float | None = None
+    fusion: FusionParams | None = None
+
+    @classmethod
+    def from_hyperparameters(cls, hyper: Mapping[str, Any]) -> KeptChoices:
+        """From a manifest's hyperparameters; what is missing or malformed is searched again."""
+        content, fusion = hyper.get("content"), hyper.get("fusion")
+        prior = content.get("popularity_prior") if isinstance(content, Mapping) else None
+        kept_fusion = None
+        if isinstance(fusion, Mapping):
+            try:
+                kept_fusion = FusionParams.from_dict(fusion)
+            except (KeyError, TypeError, ValueError):
+                kept_fusion = None
+        valid_prior = isinstance(prior, int | float) and not isinstance(prior, bool) and prior >= 0
+        return cls(float(prior) if valid_prior and prior is not None else None, kept_fusion)
+
+
 @dataclass
 class ModelSet:
     als: AlsResult
@@ -182,9 +206,12 @@ def fit_model_set(
     items: pa.Table | None = None,
     item_ids: np.ndarray | None = None,
     progress: Progress = _quiet,
+    kept: KeptChoices | None = None,
 ) -> ModelSet:
     """Fit popularity, content (when `items` is given), ALS and, unless disabled, Two-Tower plus
-    the fusion weights on `train`, with `als_params` already chosen."""
+    the fusion weights on `train`, with `als_params` already chosen; `kept` choices are used as
+    they are instead of chosen on validation."""
+    kept = kept or KeptChoices()
     timings: dict[str, float] = {}
     selection: dict[str, Any] = {}
     t = time.perf_counter()
@@ -197,7 +224,11 @@ def fit_model_set(
         t = time.perf_counter()
         progress("content model: TF-IDF + truncated SVD over the item metadata")
         content = fit_content(items, item_ids, ContentParams(dim=settings.content_dim, seed=settings.seed))
-        prior, trials = choose_prior(content.vectors, train, times, popularity.half_life_s, settings.seed)
+        trials: Any
+        if kept.content_prior is not None:
+            prior, trials = kept.content_prior, "kept"
+        else:
+            prior, trials = choose_prior(content.vectors, train, times, popularity.half_life_s, settings.seed)
         selection["content"] = {**content.info, "popularity_prior": prior, "validation_ndcg_by_prior": trials}
         timings["content"] = time.perf_counter() - t
 
@@ -223,45 +254,22 @@ def fit_model_set(
         )
         timings["two_tower"] = time.perf_counter() - t
         t = time.perf_counter()
-        progress("fusion: ALS without the validation cells, blend or RRF weights on validation")
-        als_val = fit_als(parts.train, replace(als_params, calculate_loss=False))
-        counts = np.diff(parts.train.indptr)
-        eligible = np.flatnonzero(
-            (counts >= settings.hot_min_interactions) & (np.diff(parts.test.indptr) > 0)
-        )
-        rng = np.random.default_rng(settings.seed)
-        users = np.sort(rng.permutation(eligible)[:_FUSION_USERS])
-        if len(users):
-            w = two_tower.user_tower
-            tower = UserTower(
-                w["history_table"],
-                w["w1"],
-                w["b1"],
-                w["w2"],
-                w["b2"],
-                max_history=two_tower.params.max_history,
-            )
-            content_source = None
-            if content is not None:
-                # Popularity from the validation's own training part: held-out events must not vote.
-                val_popularity = decayed_counts(parts.train, parts.train_times, popularity.half_life_s)
-                queries = scoring_queries(content_profiles(content.vectors, parts.train[users]), prior)
-                content_source = (queries, scoring_vectors(content.vectors, val_popularity))
-            fusion, trials = fit_fusion(
-                als_val.user_factors[users],
-                als_val.item_factors,
-                encode_histories(tower, parts.train, users),
-                two_tower.item_embeddings,
-                parts.train,
-                parts.test,
-                users,
-                k=settings.k,
-                content=content_source,
-            )
-            selection["fusion"] = {**fusion.as_dict(), "users": len(users), "validation_ndcg": trials}
+        if kept.fusion is not None:
+            fusion = kept.fusion
+            selection["fusion"] = {**fusion.as_dict(), "kept": True}
+            progress(f"fusion: kept {fusion.as_dict()}")
         else:
-            fusion = FusionParams()
-            selection["fusion"] = {**fusion.as_dict(), "users": 0, "note": "no hot validation users"}
+            fusion = _fit_fusion_weights(
+                als_params,
+                settings,
+                parts,
+                two_tower,
+                content,
+                prior,
+                popularity,
+                selection,
+                progress,
+            )
         timings["fusion"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -269,3 +277,55 @@ def fit_model_set(
     als = fit_als(train, als_params)
     timings["als"] = time.perf_counter() - t
     return ModelSet(als, als_params, popularity, content, prior, two_tower, fusion, selection, timings)
+
+
+def _fit_fusion_weights(
+    als_params: AlsParams,
+    settings: TrainSettings,
+    parts: Any,
+    two_tower: Any,
+    content: Any,
+    prior: float,
+    popularity: PopularityModel,
+    selection: dict[str, Any],
+    progress: Progress,
+) -> FusionParams:
+    """The ensemble's blend (or RRF) weights, chosen on the hot users of the validation split."""
+    progress("fusion: ALS without the validation cells, blend or RRF weights on validation")
+    als_val = fit_als(parts.train, replace(als_params, calculate_loss=False))
+    counts = np.diff(parts.train.indptr)
+    eligible = np.flatnonzero((counts >= settings.hot_min_interactions) & (np.diff(parts.test.indptr) > 0))
+    rng = np.random.default_rng(settings.seed)
+    users = np.sort(rng.permutation(eligible)[:_FUSION_USERS])
+    if len(users):
+        w = two_tower.user_tower
+        tower = UserTower(
+            w["history_table"],
+            w["w1"],
+            w["b1"],
+            w["w2"],
+            w["b2"],
+            max_history=two_tower.params.max_history,
+        )
+        content_source = None
+        if content is not None:
+            # Popularity from the validation's own training part: held-out events must not vote.
+            val_popularity = decayed_counts(parts.train, parts.train_times, popularity.half_life_s)
+            queries = scoring_queries(content_profiles(content.vectors, parts.train[users]), prior)
+            content_source = (queries, scoring_vectors(content.vectors, val_popularity))
+        fusion, trials = fit_fusion(
+            als_val.user_factors[users],
+            als_val.item_factors,
+            encode_histories(tower, parts.train, users),
+            two_tower.item_embeddings,
+            parts.train,
+            parts.test,
+            users,
+            k=settings.k,
+            content=content_source,
+        )
+        selection["fusion"] = {**fusion.as_dict(), "users": len(users), "validation_ndcg": trials}
+    else:
+        fusion = FusionParams()
+        selection["fusion"] = {**fusion.as_dict(), "users": 0, "note": "no hot validation users"}
+    return fusion

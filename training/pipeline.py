@@ -21,7 +21,7 @@ from training.confidence import Scaling
 from training.dataset import Dataset, build_dataset
 from training.evaluation import evaluate_lists, evaluate_sampled, popularity_factors
 from training.interaction_log import InteractionLog, from_table
-from training.model_set import ModelSet, fit_model_set
+from training.model_set import KeptChoices, ModelSet, fit_model_set
 from training.plots import preload as preload_plotting
 from training.readers import read_interactions
 from training.readers.items import prepare_items
@@ -299,6 +299,7 @@ def train_all(
     items: pa.Table | None = None,
     progress: Progress = _quiet,
     write: bool = True,
+    kept: KeptChoices | None = None,
 ) -> TrainAllReport:
     """Every model of DESIGN.md's tier table in one version: the per-tier evaluation on a holdout
     (unless `test_split` is 0), then all models refitted on all the data and written together."""
@@ -328,6 +329,7 @@ def train_all(
         items=items,
         item_ids=dataset.item_ids,
         progress=progress,
+        kept=kept,
     )
     metrics["models"] = {
         "selection": models.selection,

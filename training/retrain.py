@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feature_store.factory import open_store
-from feature_store.locks import new_holder
+from feature_store.locks import holder_is_dead, new_holder
 from feature_store.manifest import read_manifest
 from feature_store.settings import StoreSettings
 from training import retrain_history
@@ -38,6 +38,7 @@ from training.fresh_holdout import VersionScore, fresh_holdout, score_version
 from training.gate import Decision, GateLimits, decide
 from training.interaction_log import InteractionLog, concat_logs
 from training.log_checks import DAY, Problem, check_log
+from training.model_set import KeptChoices
 from training.settings import TrainSettings
 from training.stream_events import read_stream, stream_log
 
@@ -131,10 +132,15 @@ def run_retrain(
     async def lock(take: bool) -> str | None:
         store = open_store(store_settings)
         try:
-            if take:
-                return await store.acquire_lock(LOCK, holder, settings.retrain_lock_ttl_s)
-            await store.release_lock(LOCK, holder)
-            return None
+            if not take:
+                await store.release_lock(LOCK, holder)
+                return None
+            other = await store.acquire_lock(LOCK, holder, settings.retrain_lock_ttl_s)
+            if other is not None and holder_is_dead(other):
+                progress(f"taking over the lock of a retrain that died: {other}")
+                await store.release_lock(LOCK, other)
+                other = await store.acquire_lock(LOCK, holder, settings.retrain_lock_ttl_s)
+            return other
         finally:
             await store.close()
 
@@ -211,8 +217,10 @@ def run_retrain(
                     **report_base,
                 )
             )
+        kept = None
         if keep_params and live_hyper:
             settings = _pinned(settings, live_hyper)
+            kept = KeptChoices.from_hyperparameters(live_hyper)
             progress(f"--keep-params: {live_name}'s values, no search: {_kept(live_hyper)}")
         quiet = settings.model_copy(update={"test_split": 0.0})
         before = log.subset(log.timestamps < cutoff)
@@ -228,6 +236,7 @@ def run_retrain(
                 quiet.model_copy(update={"artifacts": Path(tmp)}),
                 items=items,
                 progress=progress,
+                kept=kept,
             )
             assert trial.version_dir is not None
             timings["candidate_fit"] = time.perf_counter() - t0
@@ -250,7 +259,11 @@ def run_retrain(
         t0 = time.perf_counter()
         progress("shipping: training on all the data with the candidate's parameters")
         final = train_all(
-            dataset_from_log(log, settings), _pinned(quiet, chosen), items=items, progress=progress
+            dataset_from_log(log, settings),
+            _pinned(quiet, chosen),
+            items=items,
+            progress=progress,
+            kept=KeptChoices.from_hyperparameters(chosen),
         )
         assert final.version_dir is not None
         timings["final_fit"] = time.perf_counter() - t0

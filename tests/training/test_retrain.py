@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -229,3 +232,23 @@ def _cli(table: pa.Table, tmp_path: Path, artifacts: Path) -> list[str]:
     path = tmp_path / f"log-{uuid.uuid4().hex[:6]}.parquet"
     pq.write_table(table, path)
     return ["retrain", "-i", str(path), "--artifacts", str(artifacts)]
+
+
+def test_the_lock_of_a_retrain_that_died_on_this_host_is_taken_over(world: Path, tmp_path: Path) -> None:
+    artifacts, store_settings = _live(world, tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    holder = f"retrain on {socket.gethostname()} pid {dead.pid} (0badc0de)"
+
+    async def hold() -> None:
+        store = open_store(store_settings)
+        try:
+            assert await store.acquire_lock(LOCK, holder, ttl_s=3600) is None
+        finally:
+            await store.close()
+
+    asyncio.run(hold())
+    week0 = pq.read_table(world / "week0.parquet")
+    result = runner.invoke(app, _cli(week0, tmp_path, artifacts), env={"RECSYS_TWO_TOWER": "false"})
+    assert result.exit_code == 0, result.output
+    assert f"taking over the lock of a retrain that died: {holder}" in result.output
