@@ -11,10 +11,13 @@ every process serving the same folder picks up what another appended (a stat per
 of the new lines when the file grew). Writers take an exclusive lock on it, so two processes never
 interleave a batch or hand out one generation twice.
 
-Limits (documented in docs/feature-store.md): one process owns the run-time state; events recorded at run
-time (each user's newest events, the event stream) live in memory and are lost on restart; the stream
-keeps the newest `stream_maxlen` entries; every process holds the user-id index of the versions it
-serves in RAM (about 100 bytes per user).
+The event stream (every event recorded at run time) is the append-only file `EVENTS.jsonl`
+(event_file.py), shared the same way: it survives a restart and `recsys retrain` reads it back.
+
+Limits (documented in docs/feature-store.md): each user's newest run-time events, which answers
+fold in, live in the memory of the process that recorded them (another worker does not see them
+until the next version is trained); the stream keeps the newest `stream_maxlen` entries; every
+process holds the user-id index of the versions it serves in RAM (about 100 bytes per user).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 from feature_store.base import LiveEvent, ProgressFn, RecordResult, StreamEntry, UserProfile
 from feature_store.catalog import CatalogChanges, CatalogConflictError, ItemRecord
 from feature_store.errors import VersionNotReadyError
+from feature_store.event_file import EVENTS_FILE, EventFile
 from feature_store.live_view import LiveRecord, LiveView, fold_live
 from feature_store.locks import check_lock_name
 from feature_store.manifest import MANIFEST_NAME
@@ -174,6 +178,13 @@ class EmbeddedStore:
         self._pins: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, dict[str, Any]] = {}
         self._events: deque[StreamEntry] = deque(maxlen=stream_maxlen)
+        # The stream on disk where this store serves a folder (not the in-process service's
+        # private store): other processes, and the next retrain, read it.
+        self._event_file = (
+            EventFile(artifacts / EVENTS_FILE, stream_maxlen)
+            if artifacts is not None and pointer_file
+            else None
+        )
         self._last_id = (0, 0)
         self._seen_requests: dict[str, float] = {}
         self._idem_ttl = idempotency_ttl_s
@@ -398,6 +409,7 @@ class EmbeddedStore:
             if len(self._seen_requests) > 100_000:
                 self._seen_requests = {k: v for k, v in self._seen_requests.items() if v > now}
             self._seen_requests[request_id] = now + self._idem_ttl
+        streamed = []
         for event in events:
             own = self._live.get(event.user_id)
             if own is None:
@@ -407,14 +419,29 @@ class EmbeddedStore:
                 fields = event.stream_fields()
                 if request_id:
                     fields["request_id"] = request_id
-                self._events.append(StreamEntry(self._next_id(), fields))
+                streamed.append(fields)
+        if streamed:
+            self._stream(streamed)
         return RecordResult(stored=len(events))
+
+    def _stream(self, batch: list[dict[str, str]]) -> None:
+        if self._event_file is not None:
+            try:
+                self._event_file.append(batch, self._events)
+                return
+            except OSError as exc:  # a read-only artifacts mount: the stream stays in memory
+                log.warning("events are not persisted (%s): the stream stays in this process", exc)
+                self._event_file = None
+        for fields in batch:
+            self._events.append(StreamEntry(self._next_id(), fields))
 
     async def read_events(self, after: str = "0", count: int = 10_000) -> list[StreamEntry]:
         def key(entry_id: str) -> tuple[int, int]:
             ms, _, seq = entry_id.partition("-")
             return int(ms), int(seq or 0)
 
+        if self._event_file is not None:
+            self._event_file.catch_up(self._events)
         floor = (-1, -1) if after in ("0", "", "-") else key(after)
         out = [e for e in self._events if key(e.entry_id) > floor]
         return out[:count]

@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from feature_store.base import LiveEvent
+from feature_store.embedded_store import EmbeddedStore
 from feature_store.factory import open_store
 from feature_store.settings import StoreSettings
 from training import retrain_history
@@ -252,3 +253,26 @@ def test_the_lock_of_a_retrain_that_died_on_this_host_is_taken_over(world: Path,
     result = runner.invoke(app, _cli(week0, tmp_path, artifacts), env={"RECSYS_TWO_TOWER": "false"})
     assert result.exit_code == 0, result.output
     assert f"taking over the lock of a retrain that died: {holder}" in result.output
+
+
+def test_on_the_embedded_store_the_events_a_server_recorded_reach_the_retrain(
+    world: Path, tmp_path: Path
+) -> None:
+    """The server and the retrain are two processes sharing the artifacts folder (EVENTS.jsonl)."""
+    artifacts, store_settings = _live(world, tmp_path)
+    week1 = pq.read_table(world / "week1.parquet")
+    newest = int(pc.max(week1["timestamp"]).as_py())
+    server = EmbeddedStore(artifacts)
+    events = [
+        LiveEvent(f"walk-in-{n}", f"i{(n * 5 + j) % 400:06d}", 2.0, newest + 10 + n, "like")
+        for n in range(4)
+        for j in range(3)
+    ]
+    asyncio.run(server.record(events, request_id="from-the-server"))
+    report = run_retrain(
+        _log(week1, _settings(artifacts)), _settings(artifacts), store_settings, progress=lambda _: None
+    )
+    assert report.decision == "published", report.reasons
+    assert report.record["data"]["stream_events_added"] == 12
+    users = json.loads((artifacts / "als_v2" / "user_mapping.json").read_text())
+    assert {f"walk-in-{n}" for n in range(4)} <= set(users)
