@@ -33,7 +33,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import print_table
-from recsys_client import AsyncRecsysClient
+from recsys_client import AsyncRecsysClient, RecsysClient
 
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 IN_FLIGHT = 32
@@ -158,16 +158,8 @@ def main() -> None:
         )
         url = f"http://127.0.0.1:{args.port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("the server did not become ready")
-                time.sleep(0.2)
+            with RecsysClient(url) as client:
+                client.wait_ready(timeout_s=60)
             users = [f"u{i:06d}" for i in range(args.users)]
             rows = asyncio.run(measure(url, users, args.seconds))
         finally:

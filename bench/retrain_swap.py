@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import print_table
-from recsys_client import AsyncRecsysClient
+from recsys_client import AsyncRecsysClient, RecsysClient
 
 from training.synthetic import SyntheticConfig, generate
 
@@ -111,16 +111,8 @@ def main() -> None:
         )
         url = f"http://127.0.0.1:{args.port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("the server did not become ready")
-                time.sleep(0.2)
+            with RecsysClient(url) as client:
+                client.wait_ready(timeout_s=60)
             recorded = asyncio.run(_record(url, 40))
             counts: Counter[str] = Counter()
 

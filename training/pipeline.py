@@ -66,6 +66,31 @@ def prepared_items(items: pa.Table | None, settings: TrainSettings) -> pa.Table 
     return None if items is None else prepare_items(items, settings.item_options()).table
 
 
+def read_log(
+    source: str,
+    settings: TrainSettings,
+    *,
+    query: str | None = None,
+    drop_unknown_events: bool = False,
+    drop_items: set[str] | None = None,
+) -> tuple[InteractionLog, int]:
+    """The log as the settings read it, without the events of `drop_items` (deleted or expired
+    through the items API, training/catalog_state.py); and how many events those were."""
+    log = read_interactions(
+        source,
+        settings.event_weights,
+        query=query,
+        drop_unknown_events=drop_unknown_events,
+        drop_invalid_rows=settings.drop_invalid_rows,
+        timestamp_unit=settings.timestamp_unit,
+    )
+    if not drop_items:
+        return log, 0
+    from training.catalog_state import drop_items as without
+
+    return without(log, drop_items)
+
+
 def load_dataset_from(
     source: str,
     settings: TrainSettings,
@@ -76,19 +101,9 @@ def load_dataset_from(
 ) -> Dataset:
     """`drop_items`: ids whose events are left out (deleted or expired through the items API,
     training/catalog_state.py); how many is in `info["dropped_by_catalog"]`."""
-    log = read_interactions(
-        source,
-        settings.event_weights,
-        query=query,
-        drop_unknown_events=drop_unknown_events,
-        drop_invalid_rows=settings.drop_invalid_rows,
-        timestamp_unit=settings.timestamp_unit,
+    log, dropped = read_log(
+        source, settings, query=query, drop_unknown_events=drop_unknown_events, drop_items=drop_items
     )
-    dropped = 0
-    if drop_items:
-        from training.catalog_state import drop_items as without
-
-        log, dropped = without(log, drop_items)
     data = dataset_from_log(log, settings)
     if drop_items:
         data.info["dropped_by_catalog"] = {"items": len(drop_items), "events": dropped}

@@ -84,8 +84,7 @@ def retrain(
     the data checks, 5 another retrain holds the lock, 2 a usage error. Every run is recorded in
     ARTIFACTS/RETRAINS.jsonl (`recsys history`).
     """
-    from training.catalog_state import drop_items
-    from training.readers import read_interactions
+    from training.pipeline import read_log
     from training.readers.items import prepare_items
     from training.retrain import run_retrain
 
@@ -94,18 +93,15 @@ def retrain(
     state = _catalog(settings, catalog)
     item_table = _read_items(items, settings, state)
     _say(f"reading {interactions}")
-    log = read_interactions(
+    log, dropped = read_log(
         interactions,
-        settings.event_weights,
+        settings,
         query=query,
         drop_unknown_events=drop_unknown_events,
-        drop_invalid_rows=settings.drop_invalid_rows,
-        timestamp_unit=settings.timestamp_unit,
+        drop_items=state.dropped_ids(time.time()) if state is not None else None,
     )
-    if state is not None:
-        log, dropped = drop_items(log, state.dropped_ids(time.time()))
-        if dropped:
-            _say(f"catalog: {dropped:,} events of deleted or expired items left out")
+    if dropped:
+        _say(f"catalog: {dropped:,} events of deleted or expired items left out")
     known = None
     if item_table is not None:
         known = {
