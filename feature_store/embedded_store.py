@@ -441,7 +441,10 @@ class EmbeddedStore:
             return int(ms), int(seq or 0)
 
         if self._event_file is not None:
-            self._event_file.catch_up(self._events)
+            try:
+                self._event_file.catch_up(self._events)
+            except OSError as exc:  # unreadable: what this process holds is all there is
+                log.warning("the event stream file could not be read (%s)", exc)
         floor = (-1, -1) if after in ("0", "", "-") else key(after)
         out = [e for e in self._events if key(e.entry_id) > floor]
         return out[:count]

@@ -12,7 +12,7 @@ import pytest
 
 from feature_store.base import LiveEvent
 from feature_store.embedded_store import EmbeddedStore
-from feature_store.event_file import EVENTS_FILE
+from feature_store.event_file import EVENTS_FILE, PREVIOUS_FILE
 
 
 def _event(n: int, user: str = "u") -> LiveEvent:
@@ -54,17 +54,20 @@ def test_two_processes_appending_at_once_lose_nothing_and_ids_increase(tmp_path:
     assert keys == sorted(keys) and len(set(keys)) == 400
 
 
-async def test_the_file_is_compacted_to_the_newest_entries_and_readers_follow(tmp_path: Path) -> None:
+async def test_the_file_is_rotated_by_one_rename_and_readers_follow(tmp_path: Path) -> None:
     writer, reader = EmbeddedStore(tmp_path, stream_maxlen=50), EmbeddedStore(tmp_path, stream_maxlen=50)
     for n in range(60):
         await writer.record([_event(n)])
     assert len(await reader.read_events()) == 50
-    for n in range(60, 110):  # past 2 x 50 lines: rewritten with the newest 50
+    for n in range(60, 110):  # at 50 lines the file becomes EVENTS.1.jsonl and a new one begins
         await writer.record([_event(n)])
-    lines = (tmp_path / EVENTS_FILE).read_text().splitlines()
-    assert len(lines) < 100
+    current = (tmp_path / EVENTS_FILE).read_text().splitlines()
+    previous = (tmp_path / PREVIOUS_FILE).read_text().splitlines()
+    assert (len(previous), len(current)) == (50, 10)
     seen = await reader.read_events()
-    assert [e.fields["item_id"] for e in seen][-1] == "i109" and len(seen) == 50
+    assert [e.fields["item_id"] for e in seen] == [f"i{n}" for n in range(60, 110)]
+    fresh = await EmbeddedStore(tmp_path, stream_maxlen=50).read_events()
+    assert [e.entry_id for e in fresh] == [e.entry_id for e in seen]
 
 
 async def test_lines_that_are_not_entries_are_skipped(tmp_path: Path) -> None:
@@ -100,3 +103,4 @@ async def test_a_stream_file_that_cannot_be_written_keeps_the_stream_in_memory(
     result = await store.record([_event(1)])
     assert result.stored == 1 and [e.fields["item_id"] for e in await store.read_events()] == ["i1"]
     assert "events are not persisted" in caplog.text
+    assert await EmbeddedStore(tmp_path).read_events() == []  # a reader degrades the same way
