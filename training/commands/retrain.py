@@ -17,6 +17,7 @@ from training.commands.common import (
     QueryOpt,
     _catalog,
     _read_items,
+    _report_read,
     _say,
     _writable_folder,
     app,
@@ -100,8 +101,16 @@ def retrain(
         drop_unknown_events=drop_unknown_events,
         drop_items=state.dropped_ids(time.time()) if state is not None else None,
     )
-    if dropped:
-        _say(f"catalog: {dropped:,} events of deleted or expired items left out")
+    _report_read(
+        {
+            "read_notes": log.notes,
+            "dropped_invalid_rows": log.dropped_invalid_rows,
+            "dropped_unknown_events": log.dropped_unknown_events,
+            "dropped_by_catalog": {"events": dropped, "items": len(state.dropped_ids(time.time()))}
+            if dropped and state is not None
+            else None,
+        }
+    )
     known = None
     if item_table is not None:
         known = {
