@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,20 +50,31 @@ KEPT = ("factors", "regularization", "alpha", "iterations", "scaling", "populari
 Progress = Callable[[str], None]
 
 
-class Outcome(IntEnum):
-    """The process's exit status: a scheduler tells the outcomes apart without parsing text."""
+class Outcome(StrEnum):
+    published = "published"
+    nothing_new = "nothing_new"
+    refused_by_gate = "refused_by_gate"
+    refused_by_checks = "refused_by_checks"
+    locked = "locked"
 
-    published = 0
-    nothing_new = 0
-    refused_by_gate = 3
-    refused_by_checks = 4
-    locked = 5
+    @property
+    def exit_code(self) -> int:
+        """The process's exit status: a scheduler tells the refusals apart without parsing text."""
+        return _EXIT_CODES[self]
+
+
+_EXIT_CODES = {
+    Outcome.published: 0,
+    Outcome.nothing_new: 0,
+    Outcome.refused_by_gate: 3,
+    Outcome.refused_by_checks: 4,
+    Outcome.locked: 5,
+}
 
 
 @dataclass
 class RetrainReport:
     outcome: Outcome
-    decision: str  # published, nothing_new, refused_by_gate, refused_by_checks, locked
     reasons: list[str] = field(default_factory=list)
     live_version: str | None = None
     published: str | None = None
@@ -72,6 +83,10 @@ class RetrainReport:
     gate: Decision | None = None
     problems: list[Problem] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decision(self) -> str:
+        return self.outcome.value
 
 
 def _pinned(settings: TrainSettings, hyper: dict[str, Any]) -> TrainSettings:
@@ -162,7 +177,7 @@ def run_retrain(
 
     other = asyncio.run(lock(True))
     if other is not None:
-        return finish(RetrainReport(Outcome.locked, "locked", [f"another retrain holds the lock: {other}"]))
+        return finish(RetrainReport(Outcome.locked, [f"another retrain holds the lock: {other}"]))
     try:
         live_name, live_hyper, live_data = _live_state(store_settings, artifacts)
         live_until = live_hyper.get("data_until")
@@ -192,7 +207,6 @@ def run_retrain(
             return finish(
                 RetrainReport(
                     Outcome.nothing_new,
-                    "nothing_new",
                     [f"no event newer than {live_name}'s data (until {_when(live_until)})"],
                     **report_base,
                 )
@@ -211,7 +225,6 @@ def run_retrain(
             return finish(
                 RetrainReport(
                     Outcome.refused_by_checks,
-                    "refused_by_checks",
                     [p.message for p in problems],
                     problems=problems,
                     **report_base,
@@ -251,11 +264,7 @@ def run_retrain(
         record["params"] = {name: chosen.get(name) for name in KEPT}
         scored: dict[str, Any] = {"candidate": candidate, "live": live, "gate": gate, "problems": problems}
         if not gate.publish and not force:
-            return finish(
-                RetrainReport(
-                    Outcome.refused_by_gate, "refused_by_gate", gate.reasons, **report_base, **scored
-                )
-            )
+            return finish(RetrainReport(Outcome.refused_by_gate, gate.reasons, **report_base, **scored))
         t0 = time.perf_counter()
         progress("shipping: training on all the data with the candidate's parameters")
         final = train_all(
@@ -271,7 +280,6 @@ def run_retrain(
             return finish(
                 RetrainReport(
                     Outcome.locked,
-                    "locked",
                     [f"the lock expired during the run; {final.version_dir.name} was written, not published"],
                     **report_base,
                     **scored,
@@ -286,7 +294,6 @@ def run_retrain(
         return finish(
             RetrainReport(
                 Outcome.published,
-                "published",
                 reasons,
                 published=final.version_dir.name,
                 **report_base,

@@ -144,7 +144,7 @@ def retrain(
     typer.echo(
         f"recorded in {settings.artifacts / 'RETRAINS.jsonl'} ({report.record.get('total_s', 0):.0f}s)"
     )
-    raise typer.Exit(int(report.outcome))
+    raise typer.Exit(report.outcome.exit_code)
 
 
 @app.command()
