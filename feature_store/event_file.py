@@ -109,6 +109,7 @@ class EventFile:
     def append(self, batch: Sequence[Mapping[str, str]], into: deque[StreamEntry]) -> None:
         """Give the batch ids after the stream's last entry and append it, under the lock.
         Raises OSError when the folder cannot be written (the caller keeps events in memory)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.lock.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self.catch_up(into)

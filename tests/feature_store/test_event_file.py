@@ -20,7 +20,8 @@ def _event(n: int, user: str = "u") -> LiveEvent:
 
 
 async def test_events_recorded_by_one_store_are_read_by_another_on_the_same_folder(tmp_path: Path) -> None:
-    server, retrain = EmbeddedStore(tmp_path), EmbeddedStore(tmp_path)
+    folder = tmp_path / "not-yet-created"
+    server, retrain = EmbeddedStore(folder), EmbeddedStore(folder)
     await server.record([_event(1), _event(2)], request_id="batch-1")
     await server.record([_event(3)])
     entries = await retrain.read_events()
@@ -29,7 +30,7 @@ async def test_events_recorded_by_one_store_are_read_by_another_on_the_same_fold
     assert [e.entry_id for e in await retrain.read_events(entries[0].entry_id)] == [
         e.entry_id for e in entries[1:]
     ]
-    restarted = EmbeddedStore(tmp_path)
+    restarted = EmbeddedStore(folder)
     assert len(await restarted.read_events()) == 3
 
 

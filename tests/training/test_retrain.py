@@ -12,7 +12,9 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -21,10 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from feature_store.base import LiveEvent
+from feature_store.base import FeatureStore, LiveEvent
 from feature_store.embedded_store import EmbeddedStore
 from feature_store.factory import open_store
 from feature_store.settings import StoreSettings
+from tests.app.conftest import flush
 from training import retrain_history
 from training.cli import app
 from training.commands.store import run_publish
@@ -33,6 +36,8 @@ from training.readers import read_interactions
 from training.retrain import LOCK, Outcome, run_retrain
 from training.settings import TrainSettings
 from training.synthetic import SyntheticConfig, generate
+
+T = TypeVar("T")
 
 START = 1_700_000_000
 DAY = 86_400
@@ -73,15 +78,24 @@ def _live(world: Path, tmp_path: Path, redis_url: str | None = None) -> tuple[Pa
     return artifacts, store_settings
 
 
-def _active(store_settings: StoreSettings) -> str | None:
-    async def go() -> str | None:
+def _with_store(store_settings: StoreSettings, call: Callable[[FeatureStore], Awaitable[T]]) -> T:
+    async def go() -> T:
         store = open_store(store_settings)
         try:
-            return await store.active_version()
+            return await call(store)
         finally:
             await store.close()
 
     return asyncio.run(go())
+
+
+def _active(store_settings: StoreSettings) -> str | None:
+    return _with_store(store_settings, lambda store: store.active_version())
+
+
+def _hold_lock(store_settings: StoreSettings, holder: str) -> None:
+    """Another retrain's lock, as the store holds it."""
+    assert _with_store(store_settings, lambda store: store.acquire_lock(LOCK, holder, ttl_s=3600)) is None
 
 
 def _log(table: pa.Table, settings: TrainSettings):
@@ -103,14 +117,7 @@ def test_a_week_of_new_events_and_the_event_stream_are_published_as_a_new_versio
         for j in range(6)
     ]
 
-    async def record() -> None:
-        store = open_store(store_settings)
-        try:
-            await store.record(streamed, request_id="after-the-export")
-        finally:
-            await store.close()
-
-    asyncio.run(record())
+    _with_store(store_settings, lambda store: store.record(streamed, request_id="after-the-export"))
     try:
         report = run_retrain(_log(week1, settings), settings, store_settings, progress=lambda _: None)
         assert report.outcome == Outcome.published, report.reasons
@@ -123,23 +130,7 @@ def test_a_week_of_new_events_and_the_event_stream_are_published_as_a_new_versio
         assert report.candidate is not None and report.live is not None
         assert report.gate is not None and report.gate.publish
     finally:
-        _flush(store_settings)
-
-
-def _flush(store_settings: StoreSettings) -> None:
-    if store_settings.redis_url is None:
-        return
-
-    async def go() -> None:
-        from feature_store.redis_store import RedisStore
-
-        store = RedisStore.from_settings(store_settings)
-        try:
-            await store.flush_namespace()
-        finally:
-            await store.close()
-
-    asyncio.run(go())
+        flush(store_settings)
 
 
 def test_a_tracking_outage_is_refused_and_the_live_version_stays(world: Path, tmp_path: Path) -> None:
@@ -203,14 +194,7 @@ def test_a_worse_candidate_is_refused_by_the_gate_and_force_publishes_it_loudly(
 def test_a_second_retrain_while_one_holds_the_lock_stops_with_a_message(world: Path, tmp_path: Path) -> None:
     artifacts, store_settings = _live(world, tmp_path)
 
-    async def hold() -> None:
-        store = open_store(store_settings)
-        try:
-            assert await store.acquire_lock(LOCK, "retrain on cron-host pid 1", ttl_s=60) is None
-        finally:
-            await store.close()
-
-    asyncio.run(hold())
+    _hold_lock(store_settings, "retrain on cron-host pid 1")
     week1 = pq.read_table(world / "week1.parquet")
     result = runner.invoke(app, _cli(week1, tmp_path, artifacts), env={"RECSYS_TWO_TOWER": "false"})
     assert result.exit_code == 5, result.output
@@ -241,14 +225,7 @@ def test_the_lock_of_a_retrain_that_died_on_this_host_is_taken_over(world: Path,
     dead.wait()
     holder = f"retrain on {socket.gethostname()} pid {dead.pid} (0badc0de)"
 
-    async def hold() -> None:
-        store = open_store(store_settings)
-        try:
-            assert await store.acquire_lock(LOCK, holder, ttl_s=3600) is None
-        finally:
-            await store.close()
-
-    asyncio.run(hold())
+    _hold_lock(store_settings, holder)
     week0 = pq.read_table(world / "week0.parquet")
     result = runner.invoke(app, _cli(week0, tmp_path, artifacts), env={"RECSYS_TWO_TOWER": "false"})
     assert result.exit_code == 0, result.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,11 +27,11 @@ from training.commands.options import ALS, MODELS, READING, RETRAIN, settings_op
 from training.commands.store import PrefixOpt, RedisUrlOpt, _store_settings, run_publish
 from training.settings import TrainSettings
 
-
-def _print_scores(report: object) -> None:
+if TYPE_CHECKING:
     from training.retrain import RetrainReport
 
-    assert isinstance(report, RetrainReport)
+
+def _print_scores(report: RetrainReport) -> None:
     candidate, live = report.candidate, report.live
     if candidate is None:
         return
