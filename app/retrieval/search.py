@@ -6,7 +6,9 @@ Plans (named in every result, so callers and metrics can see them):
   excluded items (and, for PQ codes, the calibrated re-ranking depth);
 - `exact_filtered`: score only the allowed items, when few pass (graph search with a selector
   loses recall there: 9% at 1% selectivity was measured on this machine);
-- `graph_filtered`: the ANN index with a bitmap selector and a wider beam, when many pass.
+- `graph_filtered`: the ANN index with a bitmap selector and a wider beam, when many pass;
+- `graph_compact`: a copy of the ANN index without the rows the run-time catalog blocks, built
+  in the background once it blocks many of them (compaction.py).
 Whatever the index returns is re-scored exactly from the item vectors, so scores mean the same
 under every plan, and a graph plan that comes back short falls back to an exact one: k results
 are returned whenever k allowed items exist.
@@ -18,6 +20,7 @@ import asyncio
 import functools
 import importlib
 import math
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from app.retrieval import bitmaps
+from app.retrieval.compaction import CompactIndex, Compactor, CompactView, stale_margin
 from app.retrieval.filters import NO_FILTER, CompiledFilter
 from feature_store.fusion import ScoreMoments
 from feature_store.index_files import (
@@ -35,6 +39,7 @@ from feature_store.index_files import (
     IndexMeta,
     Metric,
     open_faiss_index,
+    transform_items,
     transform_queries,
 )
 from feature_store.version_files import load_array
@@ -45,6 +50,7 @@ class Plan(StrEnum):
     graph = "graph"
     exact_filtered = "exact_filtered"
     graph_filtered = "graph_filtered"
+    graph_compact = "graph_compact"
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,9 @@ _GRAPHS = (IndexKind.hnsw, *IVF_KINDS)
 class ItemIndex:
     """One version's item vectors with their Faiss index, ready to answer filtered top-k."""
 
-    def __init__(self, meta: IndexMeta, index: Any, vectors: np.ndarray) -> None:
+    def __init__(self, meta: IndexMeta, index: Any, vectors: np.ndarray, folder: Path | None = None) -> None:
         self.meta = meta
+        self.folder = folder
         self.index = index
         self.n = meta.ntotal
         self.dim = meta.dim
@@ -87,6 +94,7 @@ class ItemIndex:
             np.einsum("ij,ij->i", self._vectors, self._vectors) if meta.metric is Metric.l2 else None
         )
         self._default_ef = int(meta.params.get("ef_search", 64))
+        self.compactor = Compactor(self.n, meta.name, self._build_compact) if meta.kind in _GRAPHS else None
 
     @classmethod
     def load(cls, folder: Path, meta: IndexMeta, mmap: bool = True) -> ItemIndex:
@@ -99,7 +107,7 @@ class ItemIndex:
             from feature_store.manifest import ArtifactError
 
             raise ArtifactError(f"{folder / meta.vectors}: shape {vectors.shape} does not match the index.")
-        return cls(meta, index, vectors)
+        return cls(meta, index, vectors, folder)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -237,16 +245,22 @@ class ItemIndex:
         # Rows the run-time catalog blocks (a filter already took them out of `allowed`): exact
         # plans mask their scores, graph plans drop them (_graph_visible).
         visible = filt.visible if allowed is None else None
-        masked = np.concatenate([excluded, filt.hidden]) if visible is not None else excluded
+
+        def exact() -> tuple[np.ndarray, np.ndarray]:
+            # Joined only here: copying 100,000 blocked rows on every graph search cost 13% of
+            # a server's time with half the catalog hidden.
+            masked = np.concatenate([excluded, filt.hidden]) if visible is not None else excluded
+            return self._exact(query, k, allowed, masked)
+
         if plan in (Plan.exact, Plan.exact_filtered):
-            rows, scores = self._exact(query, k, allowed, masked)
+            rows, scores = exact()
         else:
             if visible is not None:
-                rows, scores = self._graph_visible(query, k, excluded, params, filt.hidden, visible)
+                rows, scores, plan = self._graph_visible(query, k, excluded, params, filt.hidden, visible)
             else:
                 rows, scores = self._graph(query, k, allowed, excluded, allowed_count, params)
             if len(rows) < k:  # the graph came back short: answer exactly instead
-                rows, scores = self._exact(query, k, allowed, masked)
+                rows, scores = exact()
                 plan = Plan.exact_filtered if filt.allowed is not None else Plan.exact
         return SearchResult(rows.astype(np.int64), scores.astype(np.float32), plan, allowed_count)
 
@@ -258,12 +272,13 @@ class ItemIndex:
         params: SearchParams,
         hidden: np.ndarray,
         visible: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, Plan]:
         """The unfiltered graph search with the catalog's blocked rows taken out. A few blocked
         rows are dropped after fetching a few more results (a selector slowed every search of a
         200,000-item HNSW index by about 10%, measured, with 0.5% of the rows blocked; a margin of
-        k/4 by 15-20%: the walk's depth is the cost); if that comes back short, or many rows are
-        blocked, the walk skips them with a selector and a beam widened by the share blocked."""
+        k/4 by 15-20%: the walk's depth is the cost). More are left out of a compact copy of the
+        index once one is built (compaction.py). Otherwise, or if that comes back short, the walk
+        skips them with a selector and a beam widened by the share blocked."""
         share_hidden = len(hidden) / self.n
         if share_hidden <= _FEW_HIDDEN:
             # Enough to cover three times the blocked rows expected among k + 2; a walk that
@@ -272,9 +287,112 @@ class ItemIndex:
             rows, scores = self._graph(query, k + margin, None, excluded, self.n, params)
             keep = bitmaps.contains(visible, rows)  # a bit per row: no search of `hidden`
             if keep.sum() >= k:
-                return rows[keep][:k], scores[keep][:k]
+                return rows[keep][:k], scores[keep][:k], Plan.graph
+        view = self.compactor.view(hidden) if self.compactor is not None else None
+        if view is not None:
+            rows, scores = self._compact(query, k, excluded, params, view, visible)
+            if len(rows) >= k:
+                return rows, scores, Plan.graph_compact
         share = 1.0 - len(hidden) / self.n
-        return self._graph(query, k, None, excluded, self.n, params, visible, share)
+        rows, scores = self._graph(query, k, None, excluded, self.n, params, visible, share)
+        return rows, scores, Plan.graph
+
+    def _compact(
+        self,
+        query: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        params: SearchParams,
+        view: CompactView,
+        visible: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k from the compact index: rows blocked since it was built dropped after a search
+        deep enough to cover them, rows shown again since scored exactly beside it."""
+        compact = view.compact
+        depth = max(math.ceil(k * params.oversample), int(self.meta.params.get("rerank", 0)))
+        fetch = min(compact.size, depth + stale_margin(k, view) + len(excluded))
+        beam = max(params.ef_search or compact.beam, fetch if self.meta.kind is IndexKind.hnsw else 0)
+        _, labels = compact.index.search(
+            transform_queries(query, self.meta.transform), fetch, params=self._beam_params(beam)
+        )
+        found = labels[0]
+        found = found[found >= 0]
+        rows = found if compact.ids is None else compact.ids[found]
+        if view.stale:
+            rows = rows[bitmaps.contains(visible, rows)]
+        if len(view.extra):
+            rows = np.concatenate([rows, view.extra])
+        if len(excluded):
+            rows = rows[~np.isin(rows, excluded)]
+        return self._top(rows, self.score(query, rows), k)
+
+    def _beam_params(self, beam: int, selector: Any = None) -> Any:
+        faiss: Any = importlib.import_module("faiss")  # its stubs miss the search-parameter classes
+        if self.meta.kind is IndexKind.hnsw:
+            return faiss.SearchParametersHNSW(efSearch=beam, sel=selector)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(beam, self.index.nlist))
+
+    # -- compaction (run on a background thread by compaction.Compactor) -------------------------
+
+    def _build_compact(self, blocked: np.ndarray) -> CompactIndex:
+        """A copy of this index without `blocked`. IVF: the file re-read into memory (the served
+        copy is memory-mapped read-only) and the rows removed from their lists, which keeps the
+        row ids and the lists the version calibrated its probe count on. HNSW cannot remove rows:
+        a new graph of the visible rows with the version's parameters."""
+        faiss: Any = importlib.import_module("faiss")
+        started = time.perf_counter()
+        ids: np.ndarray | None = None
+        if self.meta.kind in IVF_KINDS:
+            index = (
+                open_faiss_index(self.folder, self.meta, mmap=False)
+                if self.folder
+                else faiss.clone_index(self.index)
+            )
+            gone = bitmaps.from_rows(self.n, blocked)
+            index.remove_ids(faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(gone)))
+            own_beam = int(self.meta.params.get("nprobe", 32))
+        else:
+            ids = np.setdiff1d(np.arange(self.n, dtype=np.int64), blocked, assume_unique=True)
+            data = transform_items(self._raw[ids], self.meta.transform, self.meta.max_norm)
+            index = faiss.IndexHNSWFlat(
+                data.shape[1], int(self.meta.params.get("m", 32)), self.index.metric_type
+            )
+            index.hnsw.efConstruction = int(self.meta.params.get("ef_construction", 200))
+            index.add(data)
+            own_beam = self._default_ef
+        beam = self._compact_beam(index, ids, blocked, own_beam)
+        return CompactIndex(index, ids, blocked, beam, time.perf_counter() - started)
+
+    def _compact_beam(
+        self, index: Any, ids: np.ndarray | None, blocked: np.ndarray, own_beam: int, queries: int = 200
+    ) -> int:
+        """The smallest beam from the version's own at which the compact index recalls the
+        exact top-k of the visible rows at least as well as the version's index recalls the exact
+        top-k of all rows at its beam, on the same queries (visible items' vectors)."""
+        visible_rows = np.setdiff1d(np.arange(self.n, dtype=np.int64), blocked, assume_unique=True)
+        rng = np.random.default_rng(0)
+        sample = self._raw[rng.choice(visible_rows, min(queries, len(visible_rows)), replace=False)]
+        k = min(100, len(visible_rows))
+
+        def recall(searched: Any, beam: int, rows: np.ndarray, mapped: np.ndarray | None) -> float:
+            hits = 0
+            for q in sample:
+                _, labels = searched.search(
+                    transform_queries(q, self.meta.transform), k, params=self._beam_params(beam)
+                )
+                found = labels[0][labels[0] >= 0]
+                got = found if mapped is None else mapped[found]
+                scores = self.score(q, rows)
+                truth = rows[np.argpartition(-scores, k - 1)[:k]] if len(rows) > k else rows
+                hits += len(np.intersect1d(got, truth))
+            return hits / (k * len(sample))
+
+        target = recall(self.index, own_beam, np.arange(self.n, dtype=np.int64), None)
+        beam = own_beam
+        limit = own_beam * 8 if self.meta.kind is IndexKind.hnsw else int(self.index.nlist)
+        while recall(index, beam, visible_rows, ids) < target - 0.005 and beam < limit:
+            beam = min(limit, max(beam + 1, int(beam * 1.5)))
+        return beam
 
     def _graph(
         self,
@@ -310,12 +428,8 @@ class ItemIndex:
             widen = 1.0 / max(visible_share, 1e-3)
             ef = min(int(ef * widen), 64 * ef)
             nprobe = min(int(nprobe * widen), 64 * nprobe)
-        search_params: Any
-        if self.meta.kind is IndexKind.hnsw:
-            search_params = faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
-        else:
-            search_params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, self.index.nlist))
-        _, labels = self.index.search(q, fetch, params=search_params)
+        beam = ef if self.meta.kind is IndexKind.hnsw else nprobe
+        _, labels = self.index.search(q, fetch, params=self._beam_params(beam, selector))
         rows = labels[0]
         rows = rows[rows >= 0]
         if len(excluded) and allowed is None:

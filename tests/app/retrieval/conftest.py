@@ -61,13 +61,26 @@ def hnsw(hnsw_folder) -> ItemIndex:
     return ItemIndex.load(hnsw_folder, read_index_meta(hnsw_folder)["als"])
 
 
+@pytest.fixture
+def fresh_hnsw(hnsw_folder) -> ItemIndex:
+    """The HNSW index loaded for one test: its compact copy (built when the catalog blocks many
+    rows, compaction.py) is that test's own."""
+    from feature_store.index_files import read_index_meta
+
+    return ItemIndex.load(hnsw_folder, read_index_meta(hnsw_folder)["als"])
+
+
 @pytest.fixture(scope="package")
-def ivf_pq(tmp_path_factory) -> ItemIndex:
+def ivf_pq_folder(tmp_path_factory) -> Path:
+    return build_folder(tmp_path_factory.mktemp("ivf_pq"), IndexKind.ivf_pq)
+
+
+@pytest.fixture(scope="package")
+def ivf_pq(ivf_pq_folder) -> ItemIndex:
     """The same items in IVF over 4-bit PQ codes (what auto builds for large catalogs)."""
     from feature_store.index_files import read_index_meta
 
-    folder = build_folder(tmp_path_factory.mktemp("ivf_pq"), IndexKind.ivf_pq)
-    return ItemIndex.load(folder, read_index_meta(folder)["als"])
+    return ItemIndex.load(ivf_pq_folder, read_index_meta(ivf_pq_folder)["als"])
 
 
 @pytest.fixture(scope="package")
