@@ -53,6 +53,11 @@ class Variant(BaseModel):
     ensemble_rrf_k: float | None = Field(
         None, gt=0, le=10_000, description="Fusion constant for this variant."
     )
+    ranker: bool | None = Field(
+        None,
+        description="Order the candidates with the version's ranker (true) or answer unranked (false), "
+        "for an A/B test of the ranking stage; null: RECSYS_RANKER.",
+    )
 
     @model_validator(mode="after")
     def _known_sources(self) -> Variant:

@@ -61,6 +61,11 @@ class ServiceMetrics:
             ["outcome"],
             registry=r,
         )
+        self.ranker_failures = Counter(
+            "recsys_ranker_failures",
+            "Ranked answers that failed and were answered unranked instead.",
+            registry=r,
+        )
         self.version_loads = Counter(
             "recsys_version_loads", "Model version loads by outcome.", ["outcome"], registry=r
         )

@@ -32,6 +32,7 @@ from app.version_registry import VersionRegistry
 from app.versions import ServingVersion
 from feature_store.base import FeatureStore, LiveEvent, StoreUnavailableError, UserProfile
 from feature_store.fusion import FusionParams, fuse
+from feature_store.ranking_features import TIERS, UserSide, candidate_features, candidates
 from feature_store.version_files import USER_FACTORS, load_array
 from feature_store.version_paths import manifest_scope
 
@@ -319,19 +320,28 @@ class Recommender:
         pin_problem = self.registry.pin_problem(variant)
         if pin_problem is not None:
             reason = pin_problem if reason is None else f"{pin_problem}; {reason}"
+        method_used = chosen.method.value
         try:
-            rows, scores, source = await self._run(
-                chosen, version, vectors, profile, k, filt, exclude, variant
-            )
+            ranked = None
+            if profile is not None and self._ranks(version, chosen, variant):
+                ranked = await self._ranked_or_none(
+                    chosen, version, vectors, profile, k, filt, exclude, variant
+                )
+            if ranked is not None:
+                rows, scores, source = ranked
+                method_used = f"{chosen.method.value}+ranker"
+            else:
+                rows, scores, source = await self._run(
+                    chosen, version, vectors, profile, k, filt, exclude, variant
+                )
         except Exception:  # a strategy bug must cost this request its model, not a 500
             log.exception("%s failed for user %r; answering with popularity", chosen.method, req.user_id)
             chosen = Route(chosen.tier, Method.popularity_fallback, chosen.wanted)
+            method_used = chosen.method.value
             reason = f"{chosen.wanted} failed"
             rows, scores = version.popularity.top(k, filt.passing, self._excluded(filt, exclude))
             source = "popularity"
-        self.metrics.child(
-            self.metrics.candidates, variant.name, chosen.tier.value, chosen.method.value
-        ).inc()
+        self.metrics.child(self.metrics.candidates, variant.name, chosen.tier.value, method_used).inc()
         ids = version.item_ids
         n = len(ids)
         if len(rows) and int(rows.max()) >= n:  # new items joined in (content_based)
@@ -352,12 +362,88 @@ class Recommender:
         body = {
             "user_id": req.user_id,
             "tier": chosen.tier.value,
-            "method_used": chosen.method.value,
+            "method_used": method_used,
             "model_version": version.name,
             "variant": variant.name,
             "candidates": candidates,
         }
         return Answer(body, reason)
+
+    def _ranks(self, version: ServingVersion, chosen: Route, variant: Variant) -> bool:
+        """Whether this answer goes through the version's ranker: the variant (else the service)
+        enables it, and the user's tier is one where it won on validation."""
+        ranker = version.ranker
+        enabled = variant.ranker if variant.ranker is not None else self.settings.ranker
+        return enabled and ranker is not None and chosen.tier.value in ranker.tiers
+
+    async def _ranked_or_none(
+        self,
+        chosen: Route,
+        version: ServingVersion,
+        vectors: UserVectors,
+        profile: UserProfile,
+        k: int,
+        filt: CompiledFilter,
+        exclude: np.ndarray | None,
+        variant: Variant,
+    ) -> Ranked | None:
+        """The ranked answer, or None (counted) when ranking fails: the caller answers unranked."""
+        try:
+            return await self._ranked(chosen, version, vectors, profile, k, filt, exclude, variant)
+        except Exception:  # the ranker must never cost the request its answer
+            self.metrics.ranker_failures.inc()
+            log.exception("ranker failed for user %r; answering unranked", profile.user_id)
+            return None
+
+    async def _ranked(
+        self,
+        chosen: Route,
+        version: ServingVersion,
+        vectors: UserVectors,
+        profile: UserProfile,
+        k: int,
+        filt: CompiledFilter,
+        exclude: np.ndarray | None,
+        variant: Variant,
+    ) -> Ranked | None:
+        """Every source's top list under the request's filters and the catalog, merged, featured
+        (feature_store/ranking_features.py) and ordered by the version's ranker."""
+        ranker = version.ranker
+        assert ranker is not None
+        depth = ranker.per_source
+        als = vectors.als if vectors.als is not None else await self._als_vector(version, profile)
+        two_tower = vectors.two_tower
+        if two_tower is None and version.two_tower is not None:
+            two_tower = self._two_tower_vector(version, profile)
+        content = vectors.content
+        if content is None and version.content is not None:
+            content = self._content_query(version, profile)
+        lists: dict[str, np.ndarray] = {}
+        if als is not None:
+            lists["als"], _ = await self._search(version.als, als, depth, filt, exclude, variant)
+        if two_tower is not None and version.two_tower is not None:
+            lists["two_tower"], _ = await self._search(
+                version.two_tower, two_tower, depth, filt, exclude, variant
+            )
+        if content is not None and version.content is not None:
+            own = self._own_items(profile, exclude)
+            lists["content"], _ = await self._search(version.content, content, depth, filt, own, variant)
+        lists["popularity"], _ = version.popularity.top(depth, filt.passing, self._excluded(filt, exclude))
+        rows = candidates(lists)
+        if not len(rows):
+            return None
+        user = UserSide(
+            count=profile.count,
+            tier=TIERS.index(chosen.tier.value),
+            recent=np.asarray(profile.recent_items, np.int64)[::-1],  # the store keeps newest last
+            als=als,
+            two_tower=two_tower,
+            content=content[:-1] if content is not None else None,  # the popularity prior off
+        )
+        features = candidate_features(rows, lists, user, ranker.items, time.time())
+        scores = await asyncio.get_running_loop().run_in_executor(self.executor, ranker.score, features)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return rows[order], scores[order], "ranker"
 
     @staticmethod
     def _excluded(filt: CompiledFilter, exclude: np.ndarray | None) -> np.ndarray:

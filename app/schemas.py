@@ -52,7 +52,10 @@ class CandidatesRequest(BaseModel):
 class Candidate(BaseModel):
     item_id: str
     score: float = Field(description="Higher is better; comparable within one answer.")
-    source: str = Field(description="The model that proposed the item (als, popularity, ...).")
+    source: str = Field(
+        description="The model that proposed the item (als, popularity, ...), or ranker when the ranking "
+        "stage ordered the merged candidates."
+    )
 
 
 class CandidatesResponse(BaseModel):
@@ -60,7 +63,8 @@ class CandidatesResponse(BaseModel):
     tier: str = Field(description="cold, warm or hot by interaction count; unknown when the store failed.")
     method_used: str = Field(
         description="What produced the candidates: popularity, content_based, als, two_tower, ensemble, "
-        "or popularity_fallback when the tier's method could not serve."
+        "or popularity_fallback when the tier's method could not serve; `+ranker` appended (e.g. "
+        "ensemble+ranker) when the version's ranker ordered every source's candidates."
     )
     model_version: str = Field(description="The model version that answered, e.g. als_v3.")
     variant: str = Field(description="The A/B variant (also in the X-AB-Variant response header).")

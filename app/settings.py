@@ -67,6 +67,11 @@ class ServeSettings(BaseSettings):
     ensemble_rrf_k: float | None = Field(
         None, gt=0, le=10_000, description="Reciprocal rank fusion constant; unset = the version's."
     )
+    ranker: bool = Field(
+        True,
+        description="Order candidates with the version's ranker where it has one (in the tiers it "
+        "won on validation); an A/B variant's `ranker` overrides it.",
+    )
     content_prior: float | None = Field(
         None,
         ge=0,

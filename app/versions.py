@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from app.ranking import ServingRanker, load_ranker
 from app.retrieval.attributes import AttributeTable
 from app.retrieval.content_encoder import ContentEncoder
 from app.retrieval.foldin import FoldInModel
@@ -71,6 +72,7 @@ class ServingVersion:
     fusion: FusionParams | None = None
     live_view: LiveView | None = None  # how run-time events fold into this version (live_view.py)
     content_encoder: ContentEncoder | None = None  # new items' metadata -> content vectors
+    ranker: ServingRanker | None = None  # orders every source's candidates (ranking.py)
 
 
 def _live_since(manifest: Manifest) -> float | None:
@@ -302,4 +304,5 @@ def _load_verified(
         fusion=fusion if two_tower is not None else None,
         live_view=LiveView(item_rows, _live_since(manifest)),
         content_encoder=None if content is None else ContentEncoder.load(folder, content.dim - 1),
+        ranker=load_ranker(folder, hyper.get("ranker"), index, two_tower, content),
     )

@@ -101,6 +101,7 @@ def write_als_version(
     recent_limit: int = 50,
     models: ModelSet | None = None,
     prebuilt_index: tuple[Any, IndexMeta] | None = None,
+    ranker: Any = None,
 ) -> Path:
     """Write `artifacts/als_vN/` atomically and point LATEST at it. Returns the folder.
 
@@ -140,6 +141,10 @@ def write_als_version(
 
             metas.update(write_model_set(tmp, models, dataset.matrix, index_params or IndexParams()))
             model_hyper = models_hyperparameters(models)
+            if ranker is not None:
+                from training.ranker import write_ranker
+
+                model_hyper["ranker"] = write_ranker(tmp, ranker, models, dataset.matrix, dataset.times)
         write_index_meta(tmp, metas)
         if items is not None:
             from training.item_attributes import write_item_attributes

@@ -327,7 +327,7 @@ def train_all(
     if settings.test_split > 0:
         t0 = time.perf_counter()
         progress("per-tier evaluation on a holdout")
-        tiers = evaluate_tiers(dataset, settings, items=items, progress=progress)
+        tiers = evaluate_tiers(dataset, settings, items=items, progress=progress, ranker=settings.ranker)
         metrics["tiers"] = tiers.as_dict()
         timings["evaluation"] = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -352,6 +352,23 @@ def train_all(
     }
     metrics["trained_on"] = "all"
     timings["fit"] = time.perf_counter() - t1
+    ranker = None
+    if settings.ranker:
+        from training.ranker import fit_ranker
+
+        t_rank = time.perf_counter()
+        progress("ranking stage: LightGBM lambdarank on each user's latest events")
+        ranker = fit_ranker(
+            dataset.matrix,
+            dataset.times,
+            params,
+            settings,
+            items=items,
+            item_ids=dataset.item_ids,
+            progress=progress,
+        )
+        metrics["ranker"] = {**ranker.manifest_entry(), **ranker.info}
+        timings["ranker"] = time.perf_counter() - t_rank
     report = TrainAllReport(dataset, models, metrics, tiers, timings)
     if write:
         t2 = time.perf_counter()
@@ -364,6 +381,7 @@ def train_all(
             items=items,
             recent_limit=settings.recent_limit,
             models=models,
+            ranker=ranker,
         )
         timings["write"] = time.perf_counter() - t2
     return report

@@ -153,3 +153,17 @@ def plot_embeddings(user_factors: Any, item_factors: Any, popularity: Any, path:
     fig.tight_layout()
     fig.savefig(path)
     return path
+
+
+def plot_importance(importance: dict[str, float], path: Path, title: str) -> Path:
+    """The ranker's features by their share of the total split gain, largest on top."""
+    ordered = sorted(importance.items(), key=lambda kv: kv[1])
+    fig = _figure(7, 0.3 * len(ordered) + 1.2)
+    ax = fig.subplots()
+    ax.barh([name for name, _ in ordered], [share for _, share in ordered], color="tab:blue")
+    ax.set_xlabel("share of the total split gain")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

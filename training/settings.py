@@ -229,6 +229,12 @@ class TrainSettings(BaseSettings):
         description="Train the Two-Tower model and fit the ensemble (train-all).",
         json_schema_extra={"cli": ["--two-tower/--no-two-tower"], "group": "models"},
     )
+    ranker: bool = Field(
+        False,
+        description="Also train the ranking stage (LightGBM lambdarank over every source's candidates) "
+        "and ship it in the version (train-all); evaluate-tiers adds its rows.",
+        json_schema_extra={"cli": ["--ranker/--no-ranker"], "group": "models"},
+    )
     two_tower_dim: int = Field(
         64, ge=4, le=1024, description="Two-Tower embedding size.", json_schema_extra={"group": "models"}
     )

@@ -115,6 +115,15 @@ def _per_user_holdout(
     return positive & (rank < quota[rows])
 
 
+def latest_split(matrix: sp.csr_matrix, times: np.ndarray | None, fraction: float, seed: int = 42) -> Split:
+    """Each user's latest `fraction` of positives held out (at random without timestamps): what
+    they did next, as the ranker learns from it. Users with one positive keep it."""
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    held = _per_user_holdout(matrix, matrix.data > 0, np.random.default_rng(seed), fraction, times)
+    return _apply(matrix, times, held)
+
+
 def _drop_unseen(result: Split) -> Split:
     """Users or items with no training positive cannot be ranked by a factor model: drop them."""
     train_pos = result.train.copy()

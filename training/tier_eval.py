@@ -64,6 +64,7 @@ class TierReport:
     split: dict[str, Any]
     models: ModelSet
     missing: dict[str, str] = field(default_factory=dict)  # method -> why it has no row
+    ranker: Any = None  # training.ranker.RankerModel when the ranking stage was evaluated
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,12 @@ class TierReport:
         ens, als = by.get(("hot", "ensemble")), by.get(("hot", "als"))
         if ens and als:
             out["hot: ensemble > als"] = ens.ndcg > als.ndcg
+        for tier in TIER_METHODS:
+            ranked = by.get((tier, "ranker"))
+            others = [r for r in self.rows if r.tier == tier and r.method != "ranker"]
+            if ranked and others:
+                best = max(others, key=lambda r: r.ndcg)
+                out[f"{tier}: ranker > {best.method} (the best unranked)"] = ranked.ndcg > best.ndcg
         return out
 
 
@@ -159,7 +166,10 @@ def evaluate_tiers(
     *,
     items: pa.Table | None = None,
     progress: Progress = _quiet,
+    ranker: bool = False,
 ) -> TierReport:
+    """`ranker`: also fit the ranking stage on the training part (training/ranker.py) and add a
+    `ranker` row per tier: the merged candidates of every source, ordered by it."""
     from training.pipeline import choose_params, prepared_items
 
     items = prepared_items(items, settings)
@@ -179,6 +189,20 @@ def evaluate_tiers(
     by_tier = tier_users(
         parts.train, parts.test, settings.warm_min_interactions, settings.hot_min_interactions
     )
+    thresholds = (settings.warm_min_interactions, settings.hot_min_interactions)
+    fitted_ranker = None
+    if ranker:
+        from training.ranker import fit_ranker
+
+        fitted_ranker = fit_ranker(
+            parts.train,
+            parts.train_times,
+            als_params,
+            settings,
+            items=items,
+            item_ids=dataset.item_ids,
+            progress=progress,
+        )
     rows: list[TierRow] = []
     missing: dict[str, str] = {}
     n_items = dataset.matrix.shape[1]
@@ -187,8 +211,17 @@ def evaluate_tiers(
         if not len(users):
             missing[tier] = "no users of this tier have held-out items"
             continue
-        for method in methods:
-            recs = recommend(models, method, users, parts.train, settings.k)
+        for method in (*methods, "ranker") if fitted_ranker is not None else methods:
+            recs: np.ndarray | None
+            if method == "ranker":
+                from training.ranker import ranked_top_k
+
+                assert fitted_ranker is not None
+                recs = ranked_top_k(
+                    models, fitted_ranker, parts.train, parts.train_times, users, settings.k, thresholds
+                )
+            else:
+                recs = recommend(models, method, users, parts.train, settings.k)
             if recs is None:
                 missing[method] = "no item metadata" if method == "content_based" else "Two-Tower disabled"
                 continue
@@ -215,7 +248,9 @@ def evaluate_tiers(
         "test_pairs": int(parts.test.nnz),
         "users_by_tier": {t: len(u) for t, u in by_tier.items()},
     }
-    return TierReport(rows, settings.k, split_info, models, missing)
+    report = TierReport(rows, settings.k, split_info, models, missing)
+    report.ranker = fitted_ranker
+    return report
 
 
 def format_table(report: TierReport, title: str = "") -> str:

@@ -202,7 +202,16 @@ def train_all(
 @app.command("evaluate-tiers")
 @friendly_errors
 @settings_options(
-    READING, "min_interactions", "factors", HOLDOUT, "two_tower", "two_tower_epochs", "device", TIERS, ITEMS
+    READING,
+    "min_interactions",
+    "factors",
+    HOLDOUT,
+    "two_tower",
+    "two_tower_epochs",
+    "device",
+    "ranker",
+    TIERS,
+    ITEMS,
 )
 def evaluate_tiers(
     interactions: InteractionsOpt,
@@ -224,7 +233,9 @@ def evaluate_tiers(
         _writable_file(json_out, "--json")
     start = time.perf_counter()
     data, item_table = _read_for_all(interactions, items, settings, query, drop_unknown_events)
-    report = run_tiers(data, settings, items=item_table, progress=_say)
+    report = run_tiers(data, settings, items=item_table, progress=_say, ranker=settings.ranker)
+    if report.ranker is not None:
+        _print_ranker(report.ranker)
     typer.echo(format_table(report, f"\nper-tier evaluation of {interactions}, k={settings.k}:"))
     for claim, ok in report.verdicts().items():
         typer.echo(f"  {'yes' if ok else 'NO '}  {claim}")
@@ -232,6 +243,15 @@ def evaluate_tiers(
     typer.echo(f"total {time.perf_counter() - start:.1f}s")
     if json_out is not None:
         json_out.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+
+
+def _print_ranker(ranker: Any) -> None:
+    top = sorted(ranker.importance.items(), key=lambda kv: -kv[1])[:6]
+    typer.echo(
+        f"ranker: {ranker.best_iteration} trees, validation NDCG@10 {ranker.validation_ndcg:.4f}, "
+        f"serves tiers {', '.join(ranker.tiers) or 'none'}; top features by gain: "
+        + ", ".join(f"{name} {share:.0%}" for name, share in top)
+    )
 
 
 def _print_train_report(report: Any, seconds: float) -> None:

@@ -1,0 +1,104 @@
+"""The ranking stage in serving: a version's LightGBM ranker over the union of its sources' top
+lists, with the features feature_store/ranking_features.py computes (the code training ran).
+
+A version's ranker is loaded with it and checked the way every artifact is: its feature list
+must be the one this code computes (else the version is refused, with the reason), the model
+file is bounded in size and parsed by LightGBM itself (its text format, never a pickle), and the
+per-item arrays must match the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.retrieval.search import ItemIndex
+from feature_store.manifest import ArtifactError
+from feature_store.ranking_features import (
+    FEATURES,
+    RANKER_FILE,
+    RANKER_ITEMS_FILE,
+    TIERS,
+    ItemSide,
+    feature_mismatch,
+)
+from feature_store.version_files import load_array
+from feature_store.version_paths import entry_path
+
+MAX_MODEL_BYTES = 64 << 20  # a ranker of thousands of trees is a few MB
+MAX_PER_SOURCE = 1_000
+
+
+@dataclass(frozen=True)
+class ServingRanker:
+    booster: Any  # lightgbm.Booster
+    items: ItemSide
+    tiers: frozenset[str]  # the tiers where it beat every single source on validation
+    per_source: int  # candidates each source proposes
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """One thread: concurrency comes from requests, as for the Faiss searches."""
+        return np.asarray(self.booster.predict(features, num_threads=1), np.float32)
+
+
+def _refuse(folder: Path, why: str) -> ArtifactError:
+    return ArtifactError(f"{folder}: ranker: {why}", public=f"ranker: {why}")
+
+
+def load_ranker(
+    folder: Path,
+    entry: Mapping[str, Any] | None,
+    als: ItemIndex,
+    two_tower: ItemIndex | None,
+    content: ItemIndex | None,
+) -> ServingRanker | None:
+    """The manifest's `ranker` section made servable, None when the version has none."""
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping):
+        raise _refuse(folder, "the manifest's ranker section is not an object")
+    names = entry.get("features")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _refuse(folder, "the manifest lists no features")
+    problem = feature_mismatch(names)
+    if problem is not None:
+        raise _refuse(folder, problem)
+    tiers = entry.get("tiers", list(TIERS))
+    if not isinstance(tiers, list) or not set(tiers) <= set(TIERS):
+        raise _refuse(folder, f"tiers must be a list of {', '.join(TIERS)}")
+    per_source = entry.get("per_source", 50)
+    if (
+        not isinstance(per_source, int)
+        or isinstance(per_source, bool)
+        or not 1 <= per_source <= MAX_PER_SOURCE
+    ):
+        raise _refuse(folder, f"per_source must be an integer in 1..{MAX_PER_SOURCE}")
+    path = entry_path(folder, RANKER_FILE)
+    if not path.is_file():
+        raise _refuse(folder, f"{RANKER_FILE} is missing")
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise _refuse(folder, f"{RANKER_FILE} is larger than {MAX_MODEL_BYTES >> 20} MiB")
+    import lightgbm as lgb
+
+    try:
+        booster = lgb.Booster(model_str=path.read_text(encoding="utf-8"))
+    except (lgb.basic.LightGBMError, UnicodeDecodeError, ValueError) as exc:
+        raise _refuse(folder, f"LightGBM cannot read {RANKER_FILE} ({str(exc)[:120]})") from exc
+    if booster.num_feature() != len(FEATURES) or booster.feature_name() != list(FEATURES):
+        raise _refuse(folder, f"{RANKER_FILE} was trained on other features than the manifest lists")
+    table = load_array(folder, RANKER_ITEMS_FILE, mmap=False)
+    if table.shape != (als.n, 3) or table.dtype != np.float64:
+        raise _refuse(folder, f"{RANKER_ITEMS_FILE} has shape {table.shape}, expected ({als.n}, 3) float64")
+    items = ItemSide(
+        als=als.vectors,
+        two_tower=two_tower.vectors if two_tower is not None else None,
+        content=content.vectors[:, :-1] if content is not None else None,  # the popularity column off
+        counts=table[:, 0].astype(np.float32),
+        trend=table[:, 1].astype(np.float32),
+        first_seen=table[:, 2],
+    )
+    return ServingRanker(booster, items, frozenset(tiers), per_source)

@@ -1,0 +1,193 @@
+"""The ranking stage's features: one definition, the same code in training and in serving.
+
+Each retrieval model sees one signal; the ranker sees all of them for the union of their top
+lists, plus context none of them uses. `FEATURES` is the order the model reads them in: a
+version stores the list in its manifest beside `ranker.txt`, and the service refuses a ranker
+whose list differs from this one, since it could not compute the features the model expects.
+
+Per candidate item, for one user:
+
+| feature | what |
+|---|---|
+| `als_score`, `als_cosine` | the user's ALS vector against the item's: inner product, cosine |
+| `two_tower_score`, `two_tower_cosine` | the same for the Two-Tower's vectors |
+| `content_score` | cosine of the user's content profile (mean of their items) and the item's |
+| `als_rank`, `two_tower_rank`, `content_rank`, `popularity_rank` | place in that top list, or NaN |
+| `sources` | how many sources proposed the item |
+| `item_count_log` | log(1 + the item's positives in training) |
+| `item_trend` | the popularity model's decayed score over its maximum (popular recently) |
+| `item_age_days` | days from the item's first interaction in training to now |
+| `user_count_log`, `user_tier` | log(1 + the user's distinct items); tier 0 cold, 1 warm, 2 hot |
+| `recent_similarity` | mean ALS cosine between the item and the user's most recent items |
+
+Missing values (no Two-Tower in the version, a user with no content profile) are NaN, which
+LightGBM routes down each split's learned default branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+RANKER_FILE = "ranker.txt"  # the model, in LightGBM's text format
+RANKER_ITEMS_FILE = "ranker_items.npy"  # float64 items x 3: counts, trend, first_seen
+TIERS = ("cold", "warm", "hot")  # user_tier's codes 0, 1, 2
+SOURCES = ("als", "two_tower", "content", "popularity")
+FEATURES = (
+    "als_score",
+    "als_cosine",
+    "als_rank",
+    "two_tower_score",
+    "two_tower_cosine",
+    "two_tower_rank",
+    "content_score",
+    "content_rank",
+    "popularity_rank",
+    "sources",
+    "item_count_log",
+    "item_trend",
+    "item_age_days",
+    "user_count_log",
+    "user_tier",
+    "recent_similarity",
+)
+RECENT_ITEMS = 10  # most recent items `recent_similarity` averages over
+_DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class ItemSide:
+    """What a version knows of every item, for the ranker (arrays aligned with its item rows)."""
+
+    als: np.ndarray  # float32 items x f
+    two_tower: np.ndarray | None  # float32 items x d
+    content: np.ndarray | None  # float32 items x c, unit rows (zero: no metadata)
+    counts: np.ndarray  # float32 positives in training
+    trend: np.ndarray  # float32 decayed popularity / its max, in [0, 1]
+    first_seen: np.ndarray  # float64 epoch seconds of the first interaction (NaN: unknown)
+
+    def __post_init__(self) -> None:
+        n = len(self.als)
+        for name in ("counts", "trend", "first_seen"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"ranker item {name}: {len(getattr(self, name))} rows, the ALS vectors {n}")
+
+    @property
+    def als_norms(self) -> np.ndarray:
+        return _norms(self.als)
+
+
+@dataclass(frozen=True)
+class UserSide:
+    """One user at the moment of the request."""
+
+    count: int  # distinct items with a positive weight
+    tier: int  # 0 cold, 1 warm, 2 hot (the service's routing thresholds)
+    recent: np.ndarray  # item rows, most recent first
+    als: np.ndarray | None = None
+    two_tower: np.ndarray | None = None
+    content: np.ndarray | None = None  # unit content profile (no popularity prior)
+
+
+def _norms(x: np.ndarray) -> np.ndarray:
+    return np.maximum(np.linalg.norm(x, axis=-1), 1e-12).astype(np.float32)
+
+
+def candidates(lists: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The union of the sources' top lists (rows, -1 padding ignored), in first-seen order."""
+    joined = np.concatenate(
+        [np.asarray(rows, np.int64) for rows in lists.values()] or [np.empty(0, np.int64)]
+    )
+    joined = joined[joined >= 0]
+    _, first = np.unique(joined, return_index=True)
+    return joined[np.sort(first)]
+
+
+def _ranks(rows: np.ndarray, listed: np.ndarray | None) -> np.ndarray:
+    """Position of each row in `listed` (0 = first), NaN where it is absent."""
+    out = np.full(len(rows), np.nan, np.float32)
+    if listed is None or not len(listed):
+        return out
+    listed = np.asarray(listed, np.int64)
+    keep = np.flatnonzero(listed >= 0)
+    if not len(keep):
+        return out
+    order = np.argsort(listed[keep], kind="stable")
+    sorted_rows, positions = listed[keep][order], keep[order]
+    at = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
+    found = sorted_rows[at] == rows
+    out[found] = positions[at[found]]
+    return out
+
+
+def _dot_cos(
+    user: np.ndarray | None, items: np.ndarray | None, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    if user is None or items is None:
+        nan = np.full(len(rows), np.nan, np.float32)
+        return nan, nan
+    vectors = items[rows]
+    dots = (vectors @ user).astype(np.float32)
+    return dots, dots / (_norms(vectors) * max(float(np.linalg.norm(user)), 1e-12))
+
+
+def candidate_features(
+    rows: np.ndarray,
+    lists: Mapping[str, np.ndarray],
+    user: UserSide,
+    items: ItemSide,
+    now: float,
+) -> np.ndarray:
+    """float32 `len(rows) x len(FEATURES)`: the features of each candidate row for `user`.
+    `lists` holds each source's top list (rows, best first) the candidates came from; `now` is
+    epoch seconds (the request's time in serving, the end of the training data offline)."""
+    rows = np.asarray(rows, np.int64)
+    out = np.empty((len(rows), len(FEATURES)), np.float32)
+    als_dot, als_cos = _dot_cos(user.als, items.als, rows)
+    tt_dot, tt_cos = _dot_cos(user.two_tower, items.two_tower, rows)
+    content_dot, _ = _dot_cos(user.content, items.content, rows)
+    ranks = {name: _ranks(rows, lists.get(name)) for name in SOURCES}
+    proposed = sum((~np.isnan(r)).astype(np.float32) for r in ranks.values())
+    recent = np.asarray(user.recent[:RECENT_ITEMS], np.int64)
+    if len(recent):
+        unit = items.als[rows] / items.als_norms[rows][:, None]
+        recent_unit = items.als[recent] / items.als_norms[recent][:, None]
+        similarity = (unit @ recent_unit.T).mean(axis=1).astype(np.float32)
+    else:
+        similarity = np.full(len(rows), np.nan, np.float32)
+    columns = {
+        "als_score": als_dot,
+        "als_cosine": als_cos,
+        "als_rank": ranks["als"],
+        "two_tower_score": tt_dot,
+        "two_tower_cosine": tt_cos,
+        "two_tower_rank": ranks["two_tower"],
+        "content_score": content_dot,
+        "content_rank": ranks["content"],
+        "popularity_rank": ranks["popularity"],
+        "sources": proposed,
+        "item_count_log": np.log1p(items.counts[rows]),
+        "item_trend": items.trend[rows],
+        "item_age_days": (now - items.first_seen[rows]) / _DAY_S,
+        "user_count_log": np.full(len(rows), np.log1p(user.count), np.float32),
+        "user_tier": np.full(len(rows), user.tier, np.float32),
+        "recent_similarity": similarity,
+    }
+    for j, name in enumerate(FEATURES):
+        out[:, j] = columns[name]
+    return out
+
+
+def feature_mismatch(names: list[str] | tuple[str, ...]) -> str | None:
+    """Why a ranker trained on the features `names` cannot be served by this code, or None."""
+    if tuple(names) == FEATURES:
+        return None
+    unknown = [n for n in names if n not in FEATURES]
+    missing = [n for n in FEATURES if n not in names]
+    if unknown:
+        return f"the ranker needs features this service cannot compute: {', '.join(unknown[:5])}"
+    if missing:
+        return f"the ranker lacks features this service computes: {', '.join(missing[:5])}"
+    return "the ranker's features are in another order than this service computes them"

@@ -1,0 +1,166 @@
+"""The ranking stage in serving, over HTTP against a real server: ranked answers say so, an A/B
+variant turns the ranker off, a ranker that raises falls back (counted in /metrics), and a
+version whose ranker the service cannot feed is refused with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from app.main import create_app
+from app.ranking import ServingRanker
+from app.settings import ServeSettings
+from app.versions import load_serving_version
+from feature_store.embedded_store import EmbeddedStore
+from feature_store.manifest import ArtifactError
+from feature_store.publish import publish_version
+from feature_store.ranking_features import FEATURES, RANKER_FILE
+from feature_store.settings import StoreSettings
+from tests.app.conftest import seen_items, users_by_tier
+from tests.app.live_server import LiveServer
+from tests.forge import copy_version, edit_manifest, rehash
+from training.events import DEFAULT_EVENT_WEIGHTS
+from training.ranker import RankerParams
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A train-all version with a ranker (no Two-Tower: seconds), published to the embedded store."""
+    from tests.builders import small_data
+    from training.dataset import build_dataset
+    from training.interaction_log import from_table
+    from training.pipeline import train_all
+    from training.settings import TrainSettings
+
+    artifacts = tmp_path_factory.mktemp("ranked") / "artifacts"
+    data = small_data(1_200)
+    dataset = build_dataset(from_table(data.interactions, DEFAULT_EVENT_WEIGHTS))
+    settings = TrainSettings(
+        artifacts=artifacts,
+        factors=8,
+        regularization=1.0,
+        alpha=4.0,
+        iterations=3,
+        test_split=0.0,
+        content_dim=8,
+        two_tower=False,
+        ranker=True,
+    )
+    report = train_all(dataset, settings, items=data.items)
+    assert report.version_dir is not None
+    asyncio.run(publish_version(report.version_dir, EmbeddedStore(artifacts)))
+    return report.version_dir
+
+
+def _ab(folder: Path) -> Path:
+    path = folder.parent / "ab.json"
+    variants = [{"name": "ranked", "traffic": 0.5}, {"name": "unranked", "traffic": 0.5, "ranker": False}]
+    path.write_text(json.dumps({"salt": "ranker-test", "variants": variants}))
+    return path
+
+
+def _server(folder: Path) -> LiveServer:
+    artifacts = folder.parent
+    settings = ServeSettings(artifacts=artifacts, ab_config=_ab(folder))
+    return LiveServer(create_app(settings, StoreSettings(artifacts=artifacts, redis_url=None)))
+
+
+def _ask(http: httpx.Client, user: str, variant: str) -> dict[str, Any]:
+    response = http.post("/candidates", json={"user_id": user, "k": 20}, headers={"X-AB-Variant": variant})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_the_ranker_orders_the_tiers_it_won_and_a_variant_turns_it_off(ranked: Path) -> None:
+    entry = json.loads((ranked / "manifest.json").read_text())["hyperparameters"]["ranker"]
+    assert entry["features"] == list(FEATURES) and entry["tiers"], entry
+    tiers = users_by_tier(ranked)
+    with _server(ranked) as server, httpx.Client(base_url=server.url) as http:
+        for tier in ("cold", "warm", "hot"):
+            user = tiers[tier][0]
+            on, off = _ask(http, user, "ranked"), _ask(http, user, "unranked")
+            assert on["tier"] == off["tier"] == tier
+            assert not off["method_used"].endswith("+ranker")
+            if tier in entry["tiers"]:
+                assert on["method_used"] == f"{off['method_used']}+ranker"
+                assert {c["source"] for c in on["candidates"]} == {"ranker"}
+                scores = [c["score"] for c in on["candidates"]]
+                assert scores == sorted(scores, reverse=True) and len(scores) == 20
+                seen = seen_items(ranked, user)
+                assert not seen & {c["item_id"] for c in on["candidates"]}
+            else:
+                assert on["method_used"] == off["method_used"]
+
+
+def test_a_ranker_that_raises_answers_unranked_and_is_counted(ranked: Path, monkeypatch) -> None:
+    def broken(self: ServingRanker, features: np.ndarray) -> np.ndarray:
+        raise RuntimeError("LightGBM lost its trees")
+
+    entry = json.loads((ranked / "manifest.json").read_text())["hyperparameters"]["ranker"]
+    tier = entry["tiers"][0]
+    user = users_by_tier(ranked)[tier][0]
+    monkeypatch.setattr(ServingRanker, "score", broken)
+    with _server(ranked) as server, httpx.Client(base_url=server.url) as http:
+        answers = [_ask(http, user, "ranked") for _ in range(3)]
+        metrics = http.get("/metrics").text
+    assert all(not a["method_used"].endswith("+ranker") and len(a["candidates"]) == 20 for a in answers)
+    assert "recsys_ranker_failures_total 3.0" in metrics
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("renamed-feature", "cannot compute: item_price"),
+        ("dropped-feature", "lacks features this service computes: recent_similarity"),
+        ("reordered", "another order"),
+        ("corrupt-model", "LightGBM cannot read ranker.txt"),
+        ("tiers", "tiers must be a list"),
+    ],
+)
+def test_a_ranker_the_service_cannot_feed_is_refused_with_the_reason(
+    ranked: Path, tmp_path: Path, damage: str, reason: str
+) -> None:
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    own = copy_version(ranked, folder, "als_v7")
+
+    def change(data: dict[str, Any]) -> None:
+        entry = data["hyperparameters"]["ranker"]
+        names = entry["features"]
+        if damage == "renamed-feature":
+            names[names.index("item_trend")] = "item_price"
+        elif damage == "dropped-feature":
+            names.remove("recent_similarity")
+        elif damage == "reordered":
+            names[0], names[1] = names[1], names[0]
+        elif damage == "tiers":
+            entry["tiers"] = ["vip"]
+
+    if damage == "corrupt-model":
+        (own / RANKER_FILE).write_text("tree\nnot a LightGBM model\n")
+        rehash(own, RANKER_FILE)
+    else:
+        edit_manifest(own, change)
+    with pytest.raises(ArtifactError) as info:
+        load_serving_version(folder, "als_v7", DEFAULT_EVENT_WEIGHTS)
+    assert reason in info.value.public, info.value.public
+    assert "/" not in info.value.public
+
+
+def test_the_params_bound_what_each_source_proposes() -> None:
+    assert RankerParams().per_source * 4 >= 200  # "a few hundred items" at most
+
+
+def test_the_untouched_ranked_version_loads_with_its_ranker(ranked: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "artifacts"
+    shutil.copytree(ranked.parent, folder)
+    loaded = load_serving_version(folder, ranked.name, DEFAULT_EVENT_WEIGHTS)
+    assert loaded.ranker is not None and loaded.ranker.items.counts.shape == (loaded.als.n,)

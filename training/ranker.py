@@ -1,0 +1,420 @@
+"""The ranking stage: a LightGBM lambdarank model over the union of the retrieval models' top lists.
+
+Training follows what the service will do. Each user's latest `label_share` of positives is held
+out (what they did next); the retrieval models are fitted on the rest; for every user with
+held-out items the sources' top lists are merged into candidates, featured by
+feature_store/ranking_features.py (the code serving runs), and labelled 1 where the user took
+the item next. The candidates themselves are the negatives. One group per user; a fifth of the
+users (at random) is the validation set that stops the boosting when NDCG@10 stops rising. Groups
+without a positive teach lambdarank nothing and are left out.
+
+The model ships in LightGBM's own text format (`ranker.txt`, no pickle) with its feature list in
+the manifest. It was trained on features of models fitted without the label period and serves
+features of the version's models fitted on everything: the usual two-stage practice, since
+refitting the ranker on features of models that saw its labels would teach it to trust them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from feature_store.ranking_features import (
+    FEATURES,
+    RANKER_FILE,
+    RANKER_ITEMS_FILE,
+    TIERS,
+    ItemSide,
+    UserSide,
+    candidate_features,
+    candidates,
+)
+from training.als import AlsParams
+from training.content import content_profiles, scoring_queries, scoring_vectors
+from training.evaluation import top_k
+from training.model_set import ModelSet, fit_model_set
+from training.settings import TrainSettings
+from training.splits import latest_split
+
+Progress = Callable[[str], None]
+IMPORTANCE_FILE = "ranker_importance.png"
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class RankerParams:
+    per_source: int = 50  # candidates each source proposes (the union is at most 4x this)
+    label_share: float = 0.2  # each user's latest positives that become labels
+    validation_users: float = 0.2
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 50
+    max_rounds: int = 600
+    early_stopping: int = 40
+    seed: int = 42
+
+
+@dataclass
+class RankerModel:
+    text: str  # LightGBM's model format
+    features: tuple[str, ...]
+    best_iteration: int
+    validation_ndcg: float
+    importance: dict[str, float]  # total gain per feature
+    tiers: tuple[str, ...] = TIERS  # where it beat every single source's order on validation
+    per_source: int = 50
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """The manifest's `ranker` section: what serving checks before it uses the model."""
+        return {
+            "file": RANKER_FILE,
+            "items_file": RANKER_ITEMS_FILE,
+            "features": list(self.features),
+            "tiers": list(self.tiers),
+            "per_source": self.per_source,
+            "best_iteration": self.best_iteration,
+            "validation_ndcg": round(self.validation_ndcg, 5),
+            "importance": {k: round(v, 5) for k, v in self.importance.items()},
+        }
+
+    def booster(self) -> Any:
+        import lightgbm as lgb
+
+        return lgb.Booster(model_str=self.text)
+
+
+def item_side(models: ModelSet, matrix: sp.csr_matrix, times: np.ndarray | None) -> ItemSide:
+    """The ranker's per-item arrays from a fitted model set and the data it was fitted on."""
+    positive = matrix.tocsr().copy()
+    positive.data = (positive.data > 0).astype(np.float32)
+    counts = np.asarray(positive.sum(axis=0), np.float32).ravel()
+    trend = np.asarray(models.popularity.scores, np.float32)
+    trend = trend / max(float(trend.max()), 1e-12) if len(trend) else trend
+    first_seen = np.full(matrix.shape[1], np.inf)
+    if times is not None and matrix.nnz:
+        np.minimum.at(first_seen, matrix.tocsr().indices, times.astype(np.float64))
+    first_seen[np.isinf(first_seen)] = np.nan
+    return ItemSide(
+        als=models.als.item_factors.astype(np.float32),
+        two_tower=models.two_tower.item_embeddings if models.two_tower is not None else None,
+        content=models.content.vectors if models.content is not None else None,
+        counts=counts,
+        trend=trend.astype(np.float32),
+        first_seen=first_seen,
+    )
+
+
+def source_lists(
+    models: ModelSet, matrix: sp.csr_matrix, users: np.ndarray, depth: int
+) -> dict[str, np.ndarray]:
+    """Each source's top `depth` per user (users x depth, -1 padded), never a training item."""
+    exclude = matrix
+    local = np.arange(len(users))
+    out = {"als": top_k(models.als.user_factors, models.als.item_factors, users, depth, exclude=exclude)}
+    if models.two_tower is not None:
+        tt = models.two_tower
+        out["two_tower"] = top_k(tt.user_embeddings, tt.item_embeddings, users, depth, exclude=exclude)
+    if models.content is not None:
+        queries = scoring_queries(
+            content_profiles(models.content.vectors, matrix[users]), models.content_prior
+        )
+        items = scoring_vectors(models.content.vectors, models.popularity.scores)
+        out["content"] = top_k(queries, items, local, depth, exclude=matrix[users])
+    ones, pop_items = models.popularity.as_factors(matrix.shape[0])
+    out["popularity"] = top_k(ones, pop_items, users, depth, exclude=exclude)
+    return out
+
+
+def user_sides(
+    models: ModelSet,
+    matrix: sp.csr_matrix,
+    times: np.ndarray | None,
+    users: np.ndarray,
+    thresholds: tuple[int, int],
+) -> Iterator[UserSide]:
+    """Each user as serving would see them after the data in `matrix`."""
+    warm, hot = thresholds
+    profiles = content_profiles(models.content.vectors, matrix[users]) if models.content is not None else None
+    for i, u in enumerate(users.tolist()):
+        start, end = matrix.indptr[u], matrix.indptr[u + 1]
+        items, weights = matrix.indices[start:end], matrix.data[start:end]
+        keep = weights > 0
+        if times is not None:
+            order = np.argsort(-times[start:end][keep], kind="stable")
+        else:
+            order = np.arange(int(keep.sum()))
+        recent = items[keep][order].astype(np.int64)
+        count = int(keep.sum())
+        content = None
+        if profiles is not None and np.any(profiles[i]):
+            content = profiles[i] / float(np.linalg.norm(profiles[i]))
+        yield UserSide(
+            count=count,
+            tier=0 if count < warm else (1 if count < hot else 2),
+            recent=recent,
+            als=models.als.user_factors[u],
+            two_tower=models.two_tower.user_embeddings[u] if models.two_tower is not None else None,
+            content=content,
+        )
+
+
+@dataclass
+class Groups:
+    features: np.ndarray  # float32 rows x len(FEATURES)
+    labels: np.ndarray  # float32 per row
+    sizes: np.ndarray  # int per group (user)
+    users: np.ndarray  # the user of each group
+    rows: list[np.ndarray]  # each group's candidate item rows
+
+
+def build_groups(
+    models: ModelSet,
+    matrix: sp.csr_matrix,
+    times: np.ndarray | None,
+    users: np.ndarray,
+    labels: sp.csr_matrix | None,
+    params: RankerParams,
+    thresholds: tuple[int, int],
+    now: float,
+) -> Groups:
+    """Candidates and features for `users` after `matrix`; labels from `labels` (None: zeros)."""
+    items = item_side(models, matrix, times)
+    lists = source_lists(models, matrix, users, params.per_source)
+    blocks, label_blocks, sizes, kept, row_blocks = [], [], [], [], []
+    for i, user in enumerate(user_sides(models, matrix, times, users, thresholds)):
+        own = {name: rows[i] for name, rows in lists.items()}
+        rows = candidates(own)
+        if not len(rows):
+            continue
+        blocks.append(candidate_features(rows, own, user, items, now))
+        if labels is not None:
+            u = users[i]
+            taken = labels.indices[labels.indptr[u] : labels.indptr[u + 1]]
+            label_blocks.append(np.isin(rows, taken).astype(np.float32))
+        else:
+            label_blocks.append(np.zeros(len(rows), np.float32))
+        sizes.append(len(rows))
+        kept.append(users[i])
+        row_blocks.append(rows)
+    width = len(FEATURES)
+    return Groups(
+        np.vstack(blocks) if blocks else np.empty((0, width), np.float32),
+        np.concatenate(label_blocks) if label_blocks else np.empty(0, np.float32),
+        np.asarray(sizes, np.int64),
+        np.asarray(kept, np.int64),
+        row_blocks,
+    )
+
+
+def _with_positives(groups: Groups) -> Groups:
+    """Only the groups holding at least one positive (the others give lambdarank no pairs)."""
+    bounds = np.concatenate([[0], np.cumsum(groups.sizes)])
+    keep = [g for g in range(len(groups.sizes)) if groups.labels[bounds[g] : bounds[g + 1]].any()]
+    if not keep:
+        return Groups(groups.features[:0], groups.labels[:0], groups.sizes[:0], groups.users[:0], [])
+    rows = np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in keep])
+    return Groups(
+        groups.features[rows],
+        groups.labels[rows],
+        groups.sizes[keep],
+        groups.users[keep],
+        [groups.rows[g] for g in keep],
+    )
+
+
+def _end_time(times: np.ndarray | None) -> float:
+    return float(times.max()) if times is not None and len(times) else time.time()
+
+
+def fit_ranker(
+    train: sp.csr_matrix,
+    times: np.ndarray | None,
+    als_params: AlsParams,
+    settings: TrainSettings,
+    *,
+    items: pa.Table | None = None,
+    item_ids: np.ndarray | None = None,
+    params: RankerParams | None = None,
+    progress: Progress = _quiet,
+) -> RankerModel:
+    """Hold out each user's latest positives, fit the retrieval models on the rest, and learn to
+    rank their merged candidates by what the users did next."""
+    import lightgbm as lgb
+
+    params = params or RankerParams()
+    started = time.perf_counter()
+    parts = latest_split(train, times, params.label_share, params.seed)
+    progress(f"ranker: retrieval models on {parts.train.nnz:,} pairs, {parts.test.nnz:,} held out as labels")
+    base = fit_model_set(
+        parts.train,
+        parts.train_times,
+        als_params,
+        settings,
+        items=items,
+        item_ids=item_ids,
+        progress=progress,
+    )
+    labelled = np.flatnonzero(np.diff(parts.test.indptr) > 0)
+    thresholds = (settings.warm_min_interactions, settings.hot_min_interactions)
+    now = _end_time(parts.train_times)
+    groups = _with_positives(
+        build_groups(base, parts.train, parts.train_times, labelled, parts.test, params, thresholds, now)
+    )
+    if len(groups.sizes) < 20:
+        raise ValueError(f"only {len(groups.sizes)} users have a held-out item among their candidates")
+    rng = np.random.default_rng(params.seed)
+    valid = rng.random(len(groups.sizes)) < params.validation_users
+    owner = np.repeat(np.arange(len(groups.sizes)), groups.sizes)
+    in_valid = valid[owner]
+    train_set = lgb.Dataset(
+        groups.features[~in_valid],
+        groups.labels[~in_valid],
+        group=groups.sizes[~valid],
+        feature_name=list(FEATURES),
+        free_raw_data=False,
+    )
+    valid_set = lgb.Dataset(
+        groups.features[in_valid], groups.labels[in_valid], group=groups.sizes[valid], reference=train_set
+    )
+    booster_params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [10],
+        "learning_rate": params.learning_rate,
+        "num_leaves": params.num_leaves,
+        "min_data_in_leaf": params.min_data_in_leaf,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambdarank_truncation_level": 20,
+        "seed": params.seed,
+        "deterministic": True,
+        "num_threads": 0,
+        "verbosity": -1,
+    }
+    booster = lgb.train(
+        booster_params,
+        train_set,
+        num_boost_round=params.max_rounds,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(params.early_stopping, verbose=False)],
+    )
+    best = int(booster.best_iteration or booster.current_iteration())
+    tiers, by_tier = _tiers_it_wins(
+        groups, valid, np.asarray(booster.predict(groups.features, num_iteration=best))
+    )
+    score = float(booster.best_score["validation"]["ndcg@10"]) if booster.best_score else math.nan
+    gains = booster.feature_importance("gain", iteration=best)
+    total = float(gains.sum()) or 1.0
+    progress(f"ranker: {best} trees, validation NDCG@10 {score:.4f} on {int(valid.sum()):,} users")
+    return RankerModel(
+        text=booster.model_to_string(num_iteration=best),
+        features=FEATURES,
+        best_iteration=best,
+        validation_ndcg=score,
+        importance={name: float(g) / total for name, g in zip(FEATURES, gains, strict=True)},
+        tiers=tiers,
+        per_source=params.per_source,
+        info={
+            "validation_ndcg_by_tier": by_tier,
+            "train_users": int((~valid).sum()),
+            "validation_users": int(valid.sum()),
+            "candidates_per_user": float(np.mean(groups.sizes)),
+            "positives_per_user": float(groups.labels.sum() / len(groups.sizes)),
+            "label_pairs": int(parts.test.nnz),
+            "seconds": round(time.perf_counter() - started, 1),
+            "params": dict(vars(params)),
+        },
+    )
+
+
+def _ndcg10(labels: np.ndarray, scores: np.ndarray) -> float:
+    order = np.argsort(-scores, kind="stable")[:10]
+    gains = labels[order] / np.log2(np.arange(2, len(order) + 2))
+    ideal = 1.0 / np.log2(np.arange(2, min(int(labels.sum()), 10) + 2))
+    return float(gains.sum() / ideal.sum()) if ideal.sum() else 0.0
+
+
+def _tiers_it_wins(
+    groups: Groups, valid: np.ndarray, scores: np.ndarray
+) -> tuple[tuple[str, ...], dict[str, dict[str, float]]]:
+    """Per tier, on the validation users: NDCG@10 of the ranker's order and of each source's own
+    order of the same candidates. The service ranks a tier only where the ranker beats them all
+    (a tier with few events to learn from can be better served by its routed model)."""
+    tier_at = FEATURES.index("user_tier")
+    rank_columns = {
+        name: FEATURES.index(f"{name}_rank") for name in ("als", "two_tower", "content", "popularity")
+    }
+    bounds = np.concatenate([[0], np.cumsum(groups.sizes)])
+    sums: dict[str, dict[str, list[float]]] = {t: {} for t in TIERS}
+    for g in np.flatnonzero(valid):
+        block = slice(bounds[g], bounds[g + 1])
+        features, labels = groups.features[block], groups.labels[block]
+        tier = TIERS[int(features[0, tier_at])]
+        sums[tier].setdefault("ranker", []).append(_ndcg10(labels, scores[block]))
+        for name, column in rank_columns.items():
+            order = features[:, column]
+            if np.isnan(order).all():
+                continue
+            sums[tier].setdefault(name, []).append(_ndcg10(labels, -np.nan_to_num(order, nan=1e9)))
+    by_tier = {t: {k: round(float(np.mean(v)), 4) for k, v in d.items()} for t, d in sums.items() if d}
+    wins = tuple(
+        t
+        for t in TIERS
+        if t in by_tier and by_tier[t]["ranker"] >= max(by_tier[t].values()) and len(sums[t]["ranker"]) >= 10
+    )
+    return wins, by_tier
+
+
+def write_ranker(
+    folder: Path, ranker: RankerModel, models: ModelSet, matrix: sp.csr_matrix, times: np.ndarray | None
+) -> dict[str, Any]:
+    """Write the model and the per-item arrays its features read (from the models the version
+    ships); returns the manifest's `ranker` section."""
+    side = item_side(models, matrix, times)
+    (folder / RANKER_FILE).write_text(ranker.text)
+    table = np.column_stack([side.counts, side.trend, side.first_seen]).astype(np.float64)
+    np.save(folder / RANKER_ITEMS_FILE, table, allow_pickle=False)
+    from training.plots import plot_importance
+
+    plot_importance(ranker.importance, folder / IMPORTANCE_FILE, f"ranker: {ranker.best_iteration} trees")
+    return ranker.manifest_entry()
+
+
+def ranked_top_k(
+    models: ModelSet,
+    ranker: RankerModel,
+    matrix: sp.csr_matrix,
+    times: np.ndarray | None,
+    users: np.ndarray,
+    k: int,
+    thresholds: tuple[int, int],
+    params: RankerParams | None = None,
+) -> np.ndarray:
+    """Top-k rows per user (users x k, -1 padded): the candidates ordered by the ranker."""
+    params = params or RankerParams()
+    booster = ranker.booster()
+    groups = build_groups(models, matrix, times, users, None, params, thresholds, _end_time(times))
+    out = np.full((len(users), k), -1, np.int64)
+    position = {int(u): i for i, u in enumerate(users.tolist())}
+    scores = booster.predict(groups.features, num_threads=0) if len(groups.features) else np.empty(0)
+    start = 0
+    for user, rows, size in zip(groups.users.tolist(), groups.rows, groups.sizes.tolist(), strict=True):
+        block = scores[start : start + size]
+        start += size
+        best = rows[np.argsort(-block, kind="stable")[:k]]
+        out[position[user], : len(best)] = best
+    return out
