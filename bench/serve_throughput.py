@@ -162,7 +162,16 @@ class Server:
         self.log.close()
 
 
-def wrk(port: int, path: str, bodies: list[bytes], seconds: float, connections: int = 32) -> dict[str, float]:
+def wrk(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    seconds: float,
+    connections: int = 32,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    table = "{" + ", ".join(f'["{k}"] = "{v}"' for k, v in sent.items()) + "}"
     lua = (
         "bodies = {"
         + ",".join(json.dumps(b.decode()) for b in bodies)
@@ -171,7 +180,7 @@ def wrk(port: int, path: str, bodies: list[bytes], seconds: float, connections: 
             "local i = 0\n"
             "request = function()\n"
             "  i = i % #bodies + 1\n"
-            f'  return wrk.format("POST", "{path}", {{["Content-Type"] = "application/json"}}, bodies[i])\n'
+            f'  return wrk.format("POST", "{path}", {table}, bodies[i])\n'
             "end\n"
         )
     )

@@ -42,7 +42,7 @@ from training.content import content_profiles, scoring_queries, scoring_vectors
 from training.evaluation import top_k
 from training.model_set import ModelSet, fit_model_set
 from training.settings import TrainSettings
-from training.splits import latest_split
+from training.splits import Split, latest_split
 
 Progress = Callable[[str], None]
 IMPORTANCE_FILE = "ranker_importance.png"
@@ -269,25 +269,24 @@ def fit_ranker(
     labelled = np.flatnonzero(np.diff(parts.test.indptr) > 0)
     thresholds = (settings.warm_min_interactions, settings.hot_min_interactions)
     now = _end_time(parts.train_times)
-    groups = _with_positives(
-        build_groups(base, parts.train, parts.train_times, labelled, parts.test, params, thresholds, now)
+    everyone = build_groups(
+        base, parts.train, parts.train_times, labelled, parts.test, params, thresholds, now
     )
-    if len(groups.sizes) < 20:
-        raise ValueError(f"only {len(groups.sizes)} users have a held-out item among their candidates")
+    # Validation users are drawn before groups without a positive are dropped, so the tier
+    # decision below sees them all (a user whose items no source proposed counts against both).
     rng = np.random.default_rng(params.seed)
-    valid = rng.random(len(groups.sizes)) < params.validation_users
-    owner = np.repeat(np.arange(len(groups.sizes)), groups.sizes)
-    in_valid = valid[owner]
+    valid_all = rng.random(len(everyone.sizes)) < params.validation_users
+    fit = _with_positives(_subset(everyone, ~valid_all))
+    stop = _with_positives(_subset(everyone, valid_all))
+    if len(fit.sizes) < 20 or len(stop.sizes) < 5:
+        raise ValueError(
+            f"only {len(fit.sizes) + len(stop.sizes)} users have a held-out item among their candidates: "
+            "too few to learn a ranking from"
+        )
     train_set = lgb.Dataset(
-        groups.features[~in_valid],
-        groups.labels[~in_valid],
-        group=groups.sizes[~valid],
-        feature_name=list(FEATURES),
-        free_raw_data=False,
+        fit.features, fit.labels, group=fit.sizes, feature_name=list(FEATURES), free_raw_data=False
     )
-    valid_set = lgb.Dataset(
-        groups.features[in_valid], groups.labels[in_valid], group=groups.sizes[valid], reference=train_set
-    )
+    valid_set = lgb.Dataset(stop.features, stop.labels, group=stop.sizes, reference=train_set)
     booster_params = {
         "objective": "lambdarank",
         "metric": "ndcg",
@@ -313,13 +312,16 @@ def fit_ranker(
         callbacks=[lgb.early_stopping(params.early_stopping, verbose=False)],
     )
     best = int(booster.best_iteration or booster.current_iteration())
-    tiers, by_tier = _tiers_it_wins(
-        groups, valid, np.asarray(booster.predict(groups.features, num_iteration=best))
+    judged = _subset(everyone, valid_all)
+    scores = (
+        np.asarray(booster.predict(judged.features, num_iteration=best)) if len(judged.features) else None
     )
+    tiers, by_tier = _tiers_it_wins(base, judged, scores, parts, thresholds)
     score = float(booster.best_score["validation"]["ndcg@10"]) if booster.best_score else math.nan
     gains = booster.feature_importance("gain", iteration=best)
     total = float(gains.sum()) or 1.0
-    progress(f"ranker: {best} trees, validation NDCG@10 {score:.4f} on {int(valid.sum()):,} users")
+    progress(f"ranker: {best} trees, validation NDCG@10 {score:.4f} on {len(stop.sizes):,} users")
+    progress(f"ranker: serves {', '.join(tiers) or 'no tier'}; validation NDCG@10 by tier {by_tier}")
     return RankerModel(
         text=booster.model_to_string(num_iteration=best),
         features=FEATURES,
@@ -330,10 +332,10 @@ def fit_ranker(
         per_source=params.per_source,
         info={
             "validation_ndcg_by_tier": by_tier,
-            "train_users": int((~valid).sum()),
-            "validation_users": int(valid.sum()),
-            "candidates_per_user": float(np.mean(groups.sizes)),
-            "positives_per_user": float(groups.labels.sum() / len(groups.sizes)),
+            "train_users": len(fit.sizes),
+            "validation_users": len(stop.sizes),
+            "candidates_per_user": round(float(np.mean(everyone.sizes)), 1),
+            "positives_per_user": round(float(fit.labels.sum() / len(fit.sizes)), 2),
             "label_pairs": int(parts.test.nnz),
             "seconds": round(time.perf_counter() - started, 1),
             "params": dict(vars(params)),
@@ -341,42 +343,60 @@ def fit_ranker(
     )
 
 
-def _ndcg10(labels: np.ndarray, scores: np.ndarray) -> float:
-    order = np.argsort(-scores, kind="stable")[:10]
-    gains = labels[order] / np.log2(np.arange(2, len(order) + 2))
-    ideal = 1.0 / np.log2(np.arange(2, min(int(labels.sum()), 10) + 2))
-    return float(gains.sum() / ideal.sum()) if ideal.sum() else 0.0
-
-
 def _tiers_it_wins(
-    groups: Groups, valid: np.ndarray, scores: np.ndarray
+    base: ModelSet,
+    judged: Groups,
+    scores: np.ndarray | None,
+    parts: Split,
+    thresholds: tuple[int, int],
 ) -> tuple[tuple[str, ...], dict[str, dict[str, float]]]:
-    """Per tier, on the validation users: NDCG@10 of the ranker's order and of each source's own
-    order of the same candidates. The service ranks a tier only where the ranker beats them all
-    (a tier with few events to learn from can be better served by its routed model)."""
-    tier_at = FEATURES.index("user_tier")
-    rank_columns = {
-        name: FEATURES.index(f"{name}_rank") for name in ("als", "two_tower", "content", "popularity")
-    }
-    bounds = np.concatenate([[0], np.cumsum(groups.sizes)])
-    sums: dict[str, dict[str, list[float]]] = {t: {} for t in TIERS}
-    for g in np.flatnonzero(valid):
-        block = slice(bounds[g], bounds[g + 1])
-        features, labels = groups.features[block], groups.labels[block]
-        tier = TIERS[int(features[0, tier_at])]
-        sums[tier].setdefault("ranker", []).append(_ndcg10(labels, scores[block]))
-        for name, column in rank_columns.items():
-            order = features[:, column]
-            if np.isnan(order).all():
-                continue
-            sums[tier].setdefault(name, []).append(_ndcg10(labels, -np.nan_to_num(order, nan=1e9)))
-    by_tier = {t: {k: round(float(np.mean(v)), 4) for k, v in d.items()} for t, d in sums.items() if d}
-    wins = tuple(
-        t
-        for t in TIERS
-        if t in by_tier and by_tier[t]["ranker"] >= max(by_tier[t].values()) and len(sums[t]["ranker"]) >= 10
+    """Per tier, on the validation users: NDCG@10 of the ranker's top 10 and of every method
+    the per-tier table compares in that tier (the routed one included), each against everything
+    the user did next. The service ranks a tier only where the ranker beats them all: a tier
+    where a routed model (the ensemble, say) already does better keeps it."""
+    from training.metrics import ranking_metrics
+    from training.tier_eval import TIER_METHODS, recommend
+
+    by_tier: dict[str, dict[str, float]] = {}
+    if scores is None or not len(judged.users):
+        return (), by_tier
+    tier_of = judged.features[
+        np.concatenate([[0], np.cumsum(judged.sizes)[:-1]]), FEATURES.index("user_tier")
+    ]
+    bounds = np.concatenate([[0], np.cumsum(judged.sizes)])
+    n_items = parts.train.shape[1]
+    wins = []
+    for code, tier in enumerate(TIERS):
+        at = np.flatnonzero(tier_of == code)
+        if len(at) < 10:
+            continue
+        users = judged.users[at]
+        ranked = np.full((len(at), 10), -1, np.int64)
+        for i, g in enumerate(at.tolist()):
+            block = scores[bounds[g] : bounds[g + 1]]
+            best = judged.rows[g][np.argsort(-block, kind="stable")[:10]]
+            ranked[i, : len(best)] = best
+        row = {"ranker": ranking_metrics(ranked, parts.test[users], n_items=n_items).ndcg}
+        for method in TIER_METHODS[tier]:
+            recs = recommend(base, method, users, parts.train, 10)
+            if recs is not None:
+                row[method] = ranking_metrics(recs, parts.test[users], n_items=n_items).ndcg
+        by_tier[tier] = {k: round(v, 4) for k, v in row.items()}
+        if row["ranker"] > max(v for k, v in row.items() if k != "ranker"):
+            wins.append(tier)
+    return tuple(wins), by_tier
+
+
+def _subset(groups: Groups, keep: np.ndarray) -> Groups:
+    """The groups where `keep` (one flag per group) is set."""
+    owner = np.repeat(np.arange(len(groups.sizes)), groups.sizes)
+    return Groups(
+        groups.features[keep[owner]],
+        groups.labels[keep[owner]],
+        groups.sizes[keep],
+        groups.users[keep],
+        [rows for rows, k in zip(groups.rows, keep.tolist(), strict=True) if k],
     )
-    return wins, by_tier
 
 
 def write_ranker(

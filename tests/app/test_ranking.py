@@ -164,3 +164,26 @@ def test_the_untouched_ranked_version_loads_with_its_ranker(ranked: Path, tmp_pa
     shutil.copytree(ranked.parent, folder)
     loaded = load_serving_version(folder, ranked.name, DEFAULT_EVENT_WEIGHTS)
     assert loaded.ranker is not None and loaded.ranker.items.counts.shape == (loaded.als.n,)
+
+
+def test_a_published_version_whose_ranker_needs_other_features_is_refused_with_the_reason(
+    ranked: Path, tmp_path: Path
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    forged = copy_version(ranked, artifacts, "als_v9")
+
+    def rename(data: dict[str, Any]) -> None:
+        names = data["hyperparameters"]["ranker"]["features"]
+        names[names.index("item_trend")] = "item_price"
+
+    edit_manifest(forged, rename)
+    asyncio.run(publish_version(forged, EmbeddedStore(artifacts)))  # checksums hold: it publishes
+    app = create_app(ServeSettings(artifacts=artifacts), StoreSettings(artifacts=artifacts, redis_url=None))
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+        ready = http.get("/readyz")
+        answer = http.post("/candidates", json={"user_id": "u1", "k": 5})
+    assert ready.status_code == 503, ready.text
+    reason = ready.json()["refused_versions"]["als_v9"]
+    assert "ranker: the ranker needs features this service cannot compute: item_price" in reason
+    assert answer.status_code == 503
