@@ -37,8 +37,11 @@ MAX_PER_SOURCE = 1_000
 class ServingRanker:
     booster: Any  # lightgbm.Booster
     items: ItemSide
-    tiers: frozenset[str]  # the tiers where it beat every single source on validation
+    tiers: frozenset[str]  # the tiers where it beat every method they compare on validation
     per_source: int  # candidates each source proposes
+    # The moment item ages are measured at: the end of the version's training data, as in
+    # training (wall-clock ages of an old log would all lie outside what the model saw).
+    as_of: float = float("nan")
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """One thread: concurrency comes from requests, as for the Faiss searches."""
@@ -55,6 +58,7 @@ def load_ranker(
     als: ItemIndex,
     two_tower: ItemIndex | None,
     content: ItemIndex | None,
+    data_until: float | None = None,
 ) -> ServingRanker | None:
     """The manifest's `ranker` section made servable, None when the version has none."""
     if entry is None:
@@ -101,4 +105,5 @@ def load_ranker(
         trend=table[:, 1].astype(np.float32),
         first_seen=table[:, 2],
     )
-    return ServingRanker(booster, items, frozenset(tiers), per_source)
+    as_of = float(data_until) if data_until is not None else float("nan")
+    return ServingRanker(booster, items, frozenset(tiers), per_source, as_of)

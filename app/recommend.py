@@ -440,7 +440,7 @@ class Recommender:
             two_tower=two_tower,
             content=content[:-1] if content is not None else None,  # the popularity prior off
         )
-        features = candidate_features(rows, lists, user, ranker.items, time.time())
+        features = candidate_features(rows, lists, user, ranker.items, ranker.as_of)
         scores = await asyncio.get_running_loop().run_in_executor(self.executor, ranker.score, features)
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order], "ranker"

@@ -88,6 +88,11 @@ def _live_since(manifest: Manifest) -> float | None:
         return None
 
 
+def _data_until(hyper: dict[str, Any]) -> float | None:
+    until = hyper.get("data_until")
+    return float(until) if isinstance(until, int | float) and not isinstance(until, bool) else None
+
+
 def _foldin_model(manifest: Manifest, index: ItemIndex, folder: Path) -> FoldInModel | None:
     """Fold-in needs the ALS hyperparameters the version was trained with; without them (an
     imported model) run-time users wait for the next training run instead of getting a guess.
@@ -304,5 +309,5 @@ def _load_verified(
         fusion=fusion if two_tower is not None else None,
         live_view=LiveView(item_rows, _live_since(manifest)),
         content_encoder=None if content is None else ContentEncoder.load(folder, content.dim - 1),
-        ranker=load_ranker(folder, hyper.get("ranker"), index, two_tower, content),
+        ranker=load_ranker(folder, hyper.get("ranker"), index, two_tower, content, _data_until(hyper)),
     )

@@ -16,7 +16,7 @@ Per candidate item, for one user:
 | `sources` | how many sources proposed the item |
 | `item_count_log` | log(1 + the item's positives in training) |
 | `item_trend` | the popularity model's decayed score over its maximum (popular recently) |
-| `item_age_days` | days from the item's first interaction in training to now |
+| `item_age_days` | days from the item's first interaction to the end of the training data |
 | `user_count_log`, `user_tier` | log(1 + the user's distinct items); tier 0 cold, 1 warm, 2 hot |
 | `recent_similarity` | mean ALS cosine between the item and the user's most recent items |
 
@@ -142,7 +142,7 @@ def candidate_features(
 ) -> np.ndarray:
     """float32 `len(rows) x len(FEATURES)`: the features of each candidate row for `user`.
     `lists` holds each source's top list (rows, best first) the candidates came from; `now` is
-    epoch seconds (the request's time in serving, the end of the training data offline)."""
+    epoch seconds of the end of the training data, in training and in serving alike."""
     rows = np.asarray(rows, np.int64)
     out = np.empty((len(rows), len(FEATURES)), np.float32)
     als_dot, als_cos = _dot_cos(user.als, items.als, rows)
