@@ -5,6 +5,7 @@ items API writes.
     python bench/catalog_cost.py --model synthetic --hidden 0,1000,100000 --rounds 3
     git worktree add /tmp/base <rev before the catalog>
     python bench/catalog_cost.py --model synthetic --hidden 0,1000,100000 --baseline /tmp/base
+    python bench/catalog_cost.py --in-process --hidden 0,1000,100000 --rounds 7    # the search alone
 
 Servers (one worker each, a real Redis, each on a fresh key prefix): the code before the catalog
 existed (`--baseline`, a checkout of it), ours with the catalog empty, and ours with items hidden
@@ -201,6 +202,50 @@ def serve(artifacts: Path, redis_url: str, prefix: str, port: int, tree: Path | 
     return server
 
 
+def in_process(folder: Path, counts: list[int], rounds: int, queries: int = 2_000) -> None:
+    """The search alone, without HTTP: `ItemIndex.search` for the same user vectors (k=100) with
+    each count of rows blocked (the compact copy built first where it applies), the counts
+    taking turns within each round. The servers' peaks swing by 15% on this shared machine; this
+    isolates what blocking rows costs the search itself."""
+    from app.retrieval import bitmaps
+    from app.retrieval.catalog import VersionCatalog
+    from app.retrieval.filters import NO_FILTER, with_catalog
+    from app.retrieval.search import ItemIndex
+    from feature_store.index_files import read_index_meta
+
+    index = ItemIndex.load(folder, read_index_meta(folder)["als"])
+    rng = np.random.default_rng(0)
+    users = np.load(folder / "user_factors.npy", mmap_mode="r")
+    qs = np.asarray(users[np.sort(rng.choice(len(users), queries, replace=False))], np.float32)
+    filters = {}
+    for count in counts:
+        if count == 0:
+            filters[count] = NO_FILTER
+            continue
+        blocked = np.sort(rng.choice(index.n, count, replace=False)).astype(np.int64)
+        visible = bitmaps.invert(bitmaps.from_rows(index.n, blocked), index.n)
+        filters[count] = with_catalog(NO_FILTER, VersionCatalog(index.n, blocked, visible, {}, float("inf")))
+        plan = index.search(qs[0], 100, filters[count]).plan
+        if index.compactor is not None and index.compactor.wait(600) is not None:
+            plan = index.search(qs[0], 100, filters[count]).plan
+        print(f"{count:,} blocked: plan {plan.value}", flush=True)
+    times: dict[int, list[float]] = {c: [] for c in counts}
+    for round_no in range(rounds):
+        order = counts[round_no % len(counts) :] + counts[: round_no % len(counts)]
+        for count in order:
+            started = time.perf_counter()
+            for q in qs:
+                index.search(q, 100, filters[count])
+            times[count].append(1e6 * (time.perf_counter() - started) / len(qs))
+    rows = []
+    for count in counts:
+        ratios = [t / r for t, r in zip(times[count], times[counts[0]], strict=True)]
+        rows.append(
+            [f"{count:,}", round(statistics.median(times[count])), f"{statistics.median(ratios):.3f}"]
+        )
+    print_table(["rows blocked", "µs per search (median of rounds)", f"ratio to {counts[0]:,}"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -226,7 +271,18 @@ def main() -> None:
         "server joins each round as one more row",
     )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "recsys-bench")
+    parser.add_argument(
+        "--in-process", action="store_true", help="time ItemIndex.search alone (no servers, no wrk)"
+    )
     args = parser.parse_args()
+    if args.in_process:
+        users, items, events = (int(x) for x in args.synthetic.split(","))
+        folder = synthetic_version(args.cache, users, items, events) / "als_v1"
+        counts = (
+            [0, *[int(c) for c in args.hidden.split(",") if int(c)]] if args.hidden != "mixed" else [0, 1000]
+        )
+        in_process(folder, counts, args.rounds)
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the closed-loop peak: apt-get install wrk")
     args.cache.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ Per candidate item, for one user:
 | `two_tower_score`, `two_tower_cosine` | the same for the Two-Tower's vectors |
 | `content_score` | cosine of the user's content profile (mean of their items) and the item's |
 | `als_rank`, `two_tower_rank`, `content_rank`, `popularity_rank` | place in that top list, or NaN |
+| `als_score_z`, `two_tower_score_z`, `content_score_z` | the score's z-score among the candidates |
 | `sources` | how many sources proposed the item |
 | `item_count_log` | log(1 + the item's positives in training) |
 | `item_trend` | the popularity model's decayed score over its maximum (popular recently) |
@@ -39,11 +40,14 @@ FEATURES = (
     "als_score",
     "als_cosine",
     "als_rank",
+    "als_score_z",
     "two_tower_score",
     "two_tower_cosine",
     "two_tower_rank",
+    "two_tower_score_z",
     "content_score",
     "content_rank",
+    "content_score_z",
     "popularity_rank",
     "sources",
     "item_count_log",
@@ -133,6 +137,15 @@ def _dot_cos(
     return dots, dots / (_norms(vectors) * max(float(np.linalg.norm(user)), 1e-12))
 
 
+def _z(scores: np.ndarray) -> np.ndarray:
+    """Scores as z-scores within one user's candidates: raw inner products differ in scale from
+    user to user, and a tree splits on one threshold for all of them."""
+    if np.isnan(scores).all() or len(scores) < 2:
+        return np.full(len(scores), np.nan, np.float32)
+    spread = float(np.nanstd(scores))
+    return ((scores - np.nanmean(scores)) / (spread if spread > 0 else 1.0)).astype(np.float32)
+
+
 def candidate_features(
     rows: np.ndarray,
     lists: Mapping[str, np.ndarray],
@@ -161,11 +174,14 @@ def candidate_features(
         "als_score": als_dot,
         "als_cosine": als_cos,
         "als_rank": ranks["als"],
+        "als_score_z": _z(als_dot),
         "two_tower_score": tt_dot,
         "two_tower_cosine": tt_cos,
         "two_tower_rank": ranks["two_tower"],
+        "two_tower_score_z": _z(tt_dot),
         "content_score": content_dot,
         "content_rank": ranks["content"],
+        "content_score_z": _z(content_dot),
         "popularity_rank": ranks["popularity"],
         "sources": proposed,
         "item_count_log": np.log1p(items.counts[rows]),

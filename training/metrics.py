@@ -45,6 +45,19 @@ def hit_matrix(topk: np.ndarray, test_rows: sp.csr_matrix) -> np.ndarray:
     return hits & (topk >= 0)
 
 
+def per_user_ndcg(topk: np.ndarray, test_rows: sp.csr_matrix) -> np.ndarray:
+    """NDCG@k of each user with at least one test item (the rows `ranking_metrics` averages), for
+    paired comparisons of two rankings of the same users."""
+    k = topk.shape[1]
+    n_rel = np.diff(test_rows.tocsr().indptr)
+    evaluated = n_rel > 0
+    hits = hit_matrix(topk, test_rows)[evaluated].astype(np.float64)
+    capped = np.minimum(n_rel[evaluated], k).astype(np.int64)
+    discounts = 1.0 / np.log2(np.arange(1, k + 1, dtype=np.float64) + 1.0)
+    ideal = np.cumsum(discounts)[np.maximum(capped, 1) - 1]
+    return np.asarray((hits * discounts).sum(axis=1) / ideal)
+
+
 def ranking_metrics(topk: np.ndarray, test_rows: sp.csr_matrix, n_items: int | None = None) -> RankingMetrics:
     """Metrics over users with at least one test item. `test_rows` is aligned with `topk` rows."""
     k = topk.shape[1]

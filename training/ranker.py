@@ -352,9 +352,10 @@ def _tiers_it_wins(
 ) -> tuple[tuple[str, ...], dict[str, dict[str, float]]]:
     """Per tier, on the validation users: NDCG@10 of the ranker's top 10 and of every method
     the per-tier table compares in that tier (the routed one included), each against everything
-    the user did next. The service ranks a tier only where the ranker beats them all: a tier
-    where a routed model (the ensemble, say) already does better keeps it."""
-    from training.metrics import ranking_metrics
+    the user did next. The service ranks a tier only where the ranker beats the best of them by
+    more than twice the standard error of the paired per-user difference: a tie, or a tier where
+    a routed model (the ensemble, say) does as well, keeps its routed model."""
+    from training.metrics import per_user_ndcg
     from training.tier_eval import TIER_METHODS, recommend
 
     by_tier: dict[str, dict[str, float]] = {}
@@ -364,7 +365,6 @@ def _tiers_it_wins(
         np.concatenate([[0], np.cumsum(judged.sizes)[:-1]]), FEATURES.index("user_tier")
     ]
     bounds = np.concatenate([[0], np.cumsum(judged.sizes)])
-    n_items = parts.train.shape[1]
     wins = []
     for code, tier in enumerate(TIERS):
         at = np.flatnonzero(tier_of == code)
@@ -376,13 +376,23 @@ def _tiers_it_wins(
             block = scores[bounds[g] : bounds[g + 1]]
             best = judged.rows[g][np.argsort(-block, kind="stable")[:10]]
             ranked[i, : len(best)] = best
-        row = {"ranker": ranking_metrics(ranked, parts.test[users], n_items=n_items).ndcg}
+        truth = parts.test[users]
+        ours = per_user_ndcg(ranked, truth)
+        theirs = {}
         for method in TIER_METHODS[tier]:
             recs = recommend(base, method, users, parts.train, 10)
             if recs is not None:
-                row[method] = ranking_metrics(recs, parts.test[users], n_items=n_items).ndcg
-        by_tier[tier] = {k: round(v, 4) for k, v in row.items()}
-        if row["ranker"] > max(v for k, v in row.items() if k != "ranker"):
+                theirs[method] = per_user_ndcg(recs, truth)
+        rival = max(theirs, key=lambda m: float(theirs[m].mean()))
+        diff = ours - theirs[rival]
+        margin = 2.0 * float(diff.std(ddof=1)) / float(np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+        by_tier[tier] = {
+            "ranker": round(float(ours.mean()), 4),
+            **{m: round(float(v.mean()), 4) for m, v in theirs.items()},
+            "gain_over_best": round(float(diff.mean()), 4),
+            "two_standard_errors": round(margin, 4),
+        }
+        if float(diff.mean()) > margin:
             wins.append(tier)
     return tuple(wins), by_tier
 

@@ -48,6 +48,9 @@ def test_each_feature_reads_its_own_source_and_a_missing_model_is_nan() -> None:
     assert x.shape == (3, len(FEATURES)) and x.dtype == np.float32
     np.testing.assert_allclose(col["als_score"], items.als[rows] @ np.ones(4), rtol=1e-5)
     np.testing.assert_array_equal(col["als_rank"], [0, 1, np.nan])
+    z = col["als_score_z"]
+    np.testing.assert_allclose([z.mean(), z.std()], [0.0, 1.0], atol=1e-5)  # within this user's candidates
+    assert np.argmax(z) == np.argmax(col["als_score"])
     np.testing.assert_array_equal(col["popularity_rank"], [np.nan, 0, 1])
     np.testing.assert_array_equal(col["sources"], [1, 2, 1])
     assert np.isnan(col["two_tower_score"]).all() and np.isnan(col["content_rank"]).all()
