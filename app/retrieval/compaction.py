@@ -80,6 +80,13 @@ def stale_margin(k: int, view: CompactView) -> int:
     return min(view.stale, math.ceil(3 * k * view.stale / max(view.compact.size, 1)) + 2)
 
 
+def _drifted(view: CompactView) -> bool:
+    """Far enough from the copy to rebuild it ahead of need: a quarter of what a view absorbs.
+    A hide now and then costs nothing but a slightly deeper search; each rebuild costs seconds
+    of a core (the calibration's exact scoring, the graph's construction)."""
+    return view.stale > STALE_SHARE / 4 * view.compact.size or len(view.extra) > MAX_EXTRA / 4
+
+
 Build = Callable[[np.ndarray], CompactIndex]
 
 # One build at a time in a process: they compete with serving for the same cores.
@@ -118,7 +125,7 @@ class Compactor:
         else:
             view = None if current is None else compact_view(current, blocked)
             self._seen = (blocked, current, view)
-        if view is None or view.stale or len(view.extra):
+        if view is None or _drifted(view):
             self._start(blocked)
         return view
 

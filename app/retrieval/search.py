@@ -374,23 +374,28 @@ class ItemIndex:
         sample = self._raw[rng.choice(visible_rows, min(queries, len(visible_rows)), replace=False)]
         k = min(100, len(visible_rows))
 
-        def recall(searched: Any, beam: int, rows: np.ndarray, mapped: np.ndarray | None) -> float:
-            hits = 0
+        def truth(rows: np.ndarray) -> list[np.ndarray]:
+            out = []
             for q in sample:
+                scores = self.score(q, rows)
+                out.append(rows[np.argpartition(-scores, k - 1)[:k]] if len(rows) > k else rows)
+            return out
+
+        def recall(searched: Any, beam: int, mapped: np.ndarray | None, expected: list[np.ndarray]) -> float:
+            hits = 0
+            for q, best in zip(sample, expected, strict=True):
                 _, labels = searched.search(
                     transform_queries(q, self.meta.transform), k, params=self._beam_params(beam)
                 )
                 found = labels[0][labels[0] >= 0]
-                got = found if mapped is None else mapped[found]
-                scores = self.score(q, rows)
-                truth = rows[np.argpartition(-scores, k - 1)[:k]] if len(rows) > k else rows
-                hits += len(np.intersect1d(got, truth))
+                hits += len(np.intersect1d(found if mapped is None else mapped[found], best))
             return hits / (k * len(sample))
 
-        target = recall(self.index, own_beam, np.arange(self.n, dtype=np.int64), None)
+        target = recall(self.index, own_beam, None, truth(np.arange(self.n, dtype=np.int64)))
+        expected = truth(visible_rows)
         beam = own_beam
         limit = own_beam * 8 if self.meta.kind is IndexKind.hnsw else int(self.index.nlist)
-        while recall(index, beam, visible_rows, ids) < target - 0.005 and beam < limit:
+        while recall(index, beam, ids, expected) < target - 0.005 and beam < limit:
             beam = min(limit, max(beam + 1, int(beam * 1.5)))
         return beam
 
