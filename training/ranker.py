@@ -55,7 +55,7 @@ def _quiet(_: str) -> None:
 @dataclass(frozen=True)
 class RankerParams:
     per_source: int = 50  # candidates each source proposes (the union is at most 4x this)
-    label_share: float = 0.2  # each user's latest positives that become labels
+    label_share: float = 0.1  # each user's latest positives that become labels
     validation_users: float = 0.2
     learning_rate: float = 0.05
     num_leaves: int = 31
