@@ -374,7 +374,10 @@ class Recommender:
         enables it, and the user's tier is one where it won on validation."""
         ranker = version.ranker
         enabled = variant.ranker if variant.ranker is not None else self.settings.ranker
-        return enabled and ranker is not None and chosen.tier.value in ranker.tiers
+        if not enabled or ranker is None:
+            return False
+        tiers = self.settings.ranker_tiers if self.settings.ranker_tiers is not None else ranker.tiers
+        return chosen.tier.value in tiers
 
     async def _ranked_or_none(
         self,

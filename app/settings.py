@@ -7,6 +7,7 @@ The feature store's own settings (RECSYS_REDIS_URL and friends) live in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,11 @@ class ServeSettings(BaseSettings):
         True,
         description="Order candidates with the version's ranker where it has one (in the tiers it "
         "won on validation); an A/B variant's `ranker` overrides it.",
+    )
+    ranker_tiers: list[Literal["cold", "warm", "hot"]] | None = Field(
+        None,
+        description='Tiers the ranker orders, e.g. ["warm", "hot"]; unset = the tiers where it beat '
+        "every unranked method on the version's validation users (its manifest says which).",
     )
     content_prior: float | None = Field(
         None,

@@ -58,8 +58,8 @@ class RankerParams:
     label_share: float = 0.1  # each user's latest positives that become labels
     validation_users: float = 0.2
     learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 50
+    # (leaves, least data in a leaf) tried; the best on validation NDCG@10 is kept
+    shapes: tuple[tuple[int, int], ...] = ((7, 100), (31, 50), (63, 20))
     max_rounds: int = 600
     early_stopping: int = 40
     seed: int = 42
@@ -284,33 +284,56 @@ def fit_ranker(
             "too few to learn a ranking from"
         )
     train_set = lgb.Dataset(
-        fit.features, fit.labels, group=fit.sizes, feature_name=list(FEATURES), free_raw_data=False
+        fit.features,
+        fit.labels,
+        group=fit.sizes,
+        feature_name=list(FEATURES),
+        free_raw_data=False,
+        params={"feature_pre_filter": False},  # one dataset for every tree shape tried
     )
-    valid_set = lgb.Dataset(stop.features, stop.labels, group=stop.sizes, reference=train_set)
-    booster_params = {
-        "objective": "lambdarank",
-        "metric": "ndcg",
-        "eval_at": [10],
-        "learning_rate": params.learning_rate,
-        "num_leaves": params.num_leaves,
-        "min_data_in_leaf": params.min_data_in_leaf,
-        "feature_fraction": 0.9,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
-        "lambdarank_truncation_level": 20,
-        "seed": params.seed,
-        "deterministic": True,
-        "num_threads": 0,
-        "verbosity": -1,
-    }
-    booster = lgb.train(
-        booster_params,
-        train_set,
-        num_boost_round=params.max_rounds,
-        valid_sets=[valid_set],
-        valid_names=["validation"],
-        callbacks=[lgb.early_stopping(params.early_stopping, verbose=False)],
+    valid_set = lgb.Dataset(
+        stop.features,
+        stop.labels,
+        group=stop.sizes,
+        reference=train_set,
+        params={"feature_pre_filter": False},
     )
+    # Tree size by validation: small logs (a few thousand groups, one positive each) overfit a
+    # 31-leaf tree within a dozen rounds, large ones want more leaves. A fit takes seconds next
+    # to the candidate generation, so the few shapes are simply all tried.
+    trials: dict[str, float] = {}
+    booster: Any = None
+    for leaves, min_leaf in params.shapes:
+        booster_params = {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [10],
+            "learning_rate": params.learning_rate,
+            "num_leaves": leaves,
+            "min_data_in_leaf": min_leaf,
+            "lambda_l2": 1.0,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambdarank_truncation_level": 20,
+            "seed": params.seed,
+            "deterministic": True,
+            "num_threads": 0,
+            "verbosity": -1,
+        }
+        tried = lgb.train(
+            booster_params,
+            train_set,
+            num_boost_round=params.max_rounds,
+            valid_sets=[valid_set],
+            valid_names=["validation"],
+            callbacks=[lgb.early_stopping(params.early_stopping, verbose=False)],
+        )
+        value = float(tried.best_score["validation"]["ndcg@10"]) if tried.best_score else -1.0
+        trials[f"leaves {leaves}, min leaf {min_leaf}, {tried.best_iteration} trees"] = round(value, 5)
+        if booster is None or value > float(booster.best_score["validation"]["ndcg@10"]):
+            booster = tried
+    progress(f"ranker: tree shapes on validation NDCG@10: {trials}")
     best = int(booster.best_iteration or booster.current_iteration())
     judged = _subset(everyone, valid_all)
     scores = (
@@ -338,7 +361,8 @@ def fit_ranker(
             "positives_per_user": round(float(fit.labels.sum() / len(fit.sizes)), 2),
             "label_pairs": int(parts.test.nnz),
             "seconds": round(time.perf_counter() - started, 1),
-            "params": dict(vars(params)),
+            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(params).items()},
+            "shapes_tried": trials,
         },
     )
 

@@ -66,9 +66,9 @@ def _ab(folder: Path) -> Path:
     return path
 
 
-def _server(folder: Path) -> LiveServer:
+def _server(folder: Path, tiers: list[str] | None = None) -> LiveServer:
     artifacts = folder.parent
-    settings = ServeSettings(artifacts=artifacts, ab_config=_ab(folder))
+    settings = ServeSettings(artifacts=artifacts, ab_config=_ab(folder), ranker_tiers=tiers)
     return LiveServer(create_app(settings, StoreSettings(artifacts=artifacts, redis_url=None)))
 
 
@@ -79,11 +79,24 @@ def _ask(http: httpx.Client, user: str, variant: str) -> dict[str, Any]:
     return body
 
 
-def test_the_ranker_orders_the_tiers_it_won_and_a_variant_turns_it_off(ranked: Path) -> None:
+def test_the_version_says_which_tiers_its_ranker_won_on_validation(ranked: Path) -> None:
     entry = json.loads((ranked / "manifest.json").read_text())["hyperparameters"]["ranker"]
-    assert entry["features"] == list(FEATURES) and entry["tiers"], entry
+    assert entry["features"] == list(FEATURES)
+    assert set(entry["tiers"]) <= {"cold", "warm", "hot"}
     tiers = users_by_tier(ranked)
     with _server(ranked) as server, httpx.Client(base_url=server.url) as http:
+        for tier in ("cold", "warm", "hot"):
+            on = _ask(http, tiers[tier][0], "ranked")
+            assert on["method_used"].endswith("+ranker") == (tier in entry["tiers"]), (tier, entry["tiers"])
+
+
+@pytest.mark.parametrize("served", [["warm", "hot"], ["cold"]])
+def test_the_ranker_orders_the_tiers_it_serves_and_a_variant_turns_it_off(
+    ranked: Path, served: list[str]
+) -> None:
+    entry = {"tiers": served}
+    tiers = users_by_tier(ranked)
+    with _server(ranked, served) as server, httpx.Client(base_url=server.url) as http:
         for tier in ("cold", "warm", "hot"):
             user = tiers[tier][0]
             on, off = _ask(http, user, "ranked"), _ask(http, user, "unranked")
@@ -104,11 +117,9 @@ def test_a_ranker_that_raises_answers_unranked_and_is_counted(ranked: Path, monk
     def broken(self: ServingRanker, features: np.ndarray) -> np.ndarray:
         raise RuntimeError("LightGBM lost its trees")
 
-    entry = json.loads((ranked / "manifest.json").read_text())["hyperparameters"]["ranker"]
-    tier = entry["tiers"][0]
-    user = users_by_tier(ranked)[tier][0]
+    user = users_by_tier(ranked)["warm"][0]
     monkeypatch.setattr(ServingRanker, "score", broken)
-    with _server(ranked) as server, httpx.Client(base_url=server.url) as http:
+    with _server(ranked, ["warm"]) as server, httpx.Client(base_url=server.url) as http:
         answers = [_ask(http, user, "ranked") for _ in range(3)]
         metrics = http.get("/metrics").text
     assert all(not a["method_used"].endswith("+ranker") and len(a["candidates"]) == 20 for a in answers)
