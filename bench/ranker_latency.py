@@ -6,9 +6,9 @@ against off through two A/B variants (`ranker: false` in one), side by side in e
 
 One server (one worker, a real Redis, the version published under a fresh key prefix), warm and
 hot users (the tiers the ranker serves when it won them on validation), k=100, exclude_seen on.
-Per round and variant: the closed-loop peak (wrk, 1 thread, 32 connections), then latency at a
-held rate of half the unranked variant's peak (open loop, so queueing shows), and the server's
-CPU time per answer. The variants alternate which goes first. Needs wrk.
+Per round and variant: the closed-loop peak (wrk, 1 thread, 32 connections) and the server's
+CPU time per answer; then latency with both held at half the slower variant's peak (open loop,
+so queueing shows). The variants alternate which goes first. Needs wrk.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def main() -> None:
                     1e6 * (group_cpu_s(server.proc.pid) - cpu) / (peak[name]["rps"] * args.seconds)
                 )
                 peaks[name].append(peak[name]["rps"])
-            rate = peak["unranked"]["rps"] / 2
+            rate = min(p["rps"] for p in peak.values()) / 2  # both held at half the slower one's peak
             for name in order:
                 result = open_loop(
                     "127.0.0.1", port, "/candidates", bodies, rate, args.seconds, {"X-AB-Variant": name}

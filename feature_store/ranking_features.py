@@ -28,7 +28,7 @@ LightGBM routes down each split's learned default branch.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,16 +71,15 @@ class ItemSide:
     counts: np.ndarray  # float32 positives in training
     trend: np.ndarray  # float32 decayed popularity / its max, in [0, 1]
     first_seen: np.ndarray  # float64 epoch seconds of the first interaction (NaN: unknown)
+    als_unit: np.ndarray = field(init=False, repr=False)  # unit ALS rows, computed once
 
     def __post_init__(self) -> None:
         n = len(self.als)
         for name in ("counts", "trend", "first_seen"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"ranker item {name}: {len(getattr(self, name))} rows, the ALS vectors {n}")
-
-    @property
-    def als_norms(self) -> np.ndarray:
-        return _norms(self.als)
+        # Unit ALS rows, once: recent_similarity reads them on every request.
+        object.__setattr__(self, "als_unit", (self.als / _norms(self.als)[:, None]).astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -139,11 +138,12 @@ def _dot_cos(
 
 def _z(scores: np.ndarray) -> np.ndarray:
     """Scores as z-scores within one user's candidates: raw inner products differ in scale from
-    user to user, and a tree splits on one threshold for all of them."""
-    if np.isnan(scores).all() or len(scores) < 2:
+    user to user, and a tree splits on one threshold for all of them. A source the version lacks
+    scores NaN everywhere and stays NaN."""
+    if len(scores) < 2 or np.isnan(scores[0]):
         return np.full(len(scores), np.nan, np.float32)
-    spread = float(np.nanstd(scores))
-    return ((scores - np.nanmean(scores)) / (spread if spread > 0 else 1.0)).astype(np.float32)
+    spread = float(scores.std())
+    return ((scores - scores.mean()) / (spread if spread > 0 else 1.0)).astype(np.float32)
 
 
 def candidate_features(
@@ -165,9 +165,9 @@ def candidate_features(
     proposed = sum((~np.isnan(r)).astype(np.float32) for r in ranks.values())
     recent = np.asarray(user.recent[:RECENT_ITEMS], np.int64)
     if len(recent):
-        unit = items.als[rows] / items.als_norms[rows][:, None]
-        recent_unit = items.als[recent] / items.als_norms[recent][:, None]
-        similarity = (unit @ recent_unit.T).mean(axis=1).astype(np.float32)
+        # The mean of cosines is the cosine against the mean of the recent unit vectors.
+        centre = items.als_unit[recent].mean(axis=0)
+        similarity = (items.als_unit[rows] @ centre).astype(np.float32)
     else:
         similarity = np.full(len(rows), np.nan, np.float32)
     columns = {
