@@ -1,4 +1,5 @@
-# The serving image: the FastAPI service only (no torch, no implicit, no training data).
+# The serving image: the FastAPI service only (no torch, no implicit, no training data; LightGBM
+# to score a version's ranker).
 # Build: docker build -t recsys-candidates .
 # Run:   docker run -p 8000:8000 -v "$PWD/artifacts:/artifacts:ro" -e RECSYS_REDIS_URL=redis://redis:6379/0 recsys-candidates
 # Models are trained outside the image (`recsys train-all`, `recsys publish`) and mounted at /artifacts.
@@ -9,6 +10,12 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# LightGBM (a version's ranker) links the system's OpenMP runtime; the slim image has none. Not
+# pinned to a Debian version: bookworm's security updates replace it (DL3008).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
@@ -16,7 +23,7 @@ COPY app ./app
 COPY feature_store ./feature_store
 COPY training ./training
 RUN /opt/venv/bin/pip install ".[serve]" \
- && /opt/venv/bin/python -c "import app.main, faiss, redis, uvicorn"
+ && /opt/venv/bin/python -c "import app.main, faiss, redis, uvicorn, lightgbm"
 
 # -- build stage of the training image: the train extra too (implicit, torch on CPU) ----------
 # torch comes from PyTorch's CPU index: the same pinned version, without gigabytes of CUDA.
@@ -28,6 +35,10 @@ RUN /opt/venv/bin/pip install --extra-index-url https://download.pytorch.org/whl
 # Build: docker build --target train -t recsys-candidates:train .
 # Run:   docker run --rm -v "$PWD/artifacts:/artifacts" -e RECSYS_REDIS_URL=... recsys-candidates:train retrain -i ...
 FROM ${PYTHON_IMAGE} AS train
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 recsys \
  && useradd --system --uid 10001 --gid recsys --home-dir /home/recsys --create-home recsys \
  && mkdir /artifacts \
@@ -45,6 +56,10 @@ CMD ["--help"]
 # -- runtime stage: the environment, a non-root user, nothing else ----------------------------
 # The last stage, so a plain `docker build .` still builds the serving image.
 FROM ${PYTHON_IMAGE} AS serve
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 recsys \
  && useradd --system --uid 10001 --gid recsys --home-dir /home/recsys --create-home recsys \
  && mkdir /artifacts \

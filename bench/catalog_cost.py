@@ -6,6 +6,7 @@ items API writes.
     git worktree add /tmp/base <rev before the catalog>
     python bench/catalog_cost.py --model synthetic --hidden 0,1000,100000 --baseline /tmp/base
     python bench/catalog_cost.py --in-process --hidden 0,1000,100000 --rounds 7    # the search alone
+    python bench/catalog_cost.py --model synthetic --alternate --hidden 1000,100000 --rounds 5
 
 Servers (one worker each, a real Redis, each on a fresh key prefix): the code before the catalog
 existed (`--baseline`, a checkout of it), ours with the catalog empty, and ours with items hidden
@@ -33,6 +34,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -47,14 +49,15 @@ from feature_store.version_files import load_mapping
 TOKEN = "bench-catalog-token"
 
 
-def hide(port: int, item_ids: list[str], count: int, seed: int = 0) -> float:
-    """Hide `count` random items through POST /items, 1,000 a call; returns items written a second."""
+def hide(port: int, item_ids: list[str], count: int, seed: int = 0, hidden: bool = True) -> float:
+    """Hide `count` random items through POST /items, 1,000 a call (`hidden=False`: show the same
+    ones again); returns items written a second."""
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(item_ids), count, replace=False)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     started = time.perf_counter()
     for start in range(0, count, 1_000):
-        entries = [{"item_id": item_ids[r], "hidden": True} for r in picked[start : start + 1_000]]
+        entries = [{"item_id": item_ids[r], "hidden": hidden} for r in picked[start : start + 1_000]]
         response = httpx.post(
             f"http://127.0.0.1:{port}/items", json={"items": entries}, headers=headers, timeout=60
         )
@@ -246,6 +249,57 @@ def in_process(folder: Path, counts: list[int], rounds: int, queries: int = 2_00
     print_table(["rows blocked", "µs per search (median of rounds)", f"ratio to {counts[0]:,}"], rows)
 
 
+def alternate(
+    artifacts: Path, bodies: list[bytes], item_ids: list[str], counts: list[int], args: Any
+) -> None:
+    """One server; per round, each count of items hidden and then shown again, measured in turn
+    with nothing hidden between: the same process, memory and connections for every state, so
+    what differs between two neighbouring measurements is the catalog alone."""
+    prefix = f"bench-catalog-{uuid.uuid4().hex[:8]}"
+    publish(artifacts, args.redis_url, prefix)
+    port = 18_450
+    server = serve(artifacts, args.redis_url, prefix, port)
+    peaks: dict[int, list[float]] = {c: [] for c in [0, *counts]}
+    cpus: dict[int, list[float]] = {c: [] for c in [0, *counts]}
+    rows: list[list[object]] = []
+    try:
+        wrk(port, "/candidates", bodies, 3)  # warm-up
+        for round_no in range(1, args.rounds + 1):
+            for count in counts:
+                for state in (0, count):
+                    if state:
+                        hide(port, item_ids, count, seed=round_no)
+                        if count > 0.02 * len(item_ids):
+                            wait_compact(port, bodies)
+                    wrk(port, "/candidates", bodies, 1)
+                    cpu = group_cpu_s(server.proc.pid)
+                    peak = wrk(port, "/candidates", bodies, args.seconds)
+                    cpu_us = 1e6 * (group_cpu_s(server.proc.pid) - cpu) / max(peak["rps"] * args.seconds, 1.0)
+                    if state:
+                        hide(port, item_ids, count, seed=round_no, hidden=False)
+                    peaks[state].append(peak["rps"])
+                    cpus[state].append(cpu_us)
+                    rows.append(
+                        [round_no, state, round(peak["rps"]), round(cpu_us), peak["p50"], peak["p99"]]
+                    )
+                    print(rows[-1], flush=True)
+    finally:
+        server.stop()
+        flush(args.redis_url, prefix)
+    print_table(["round", "items hidden", "peak req/s", "server CPU µs/answer", "p50 ms", "p99 ms"], rows)
+    print("\neach hidden state against the nothing-hidden measurement just before it:")
+    for i, count in enumerate(counts):
+        before = peaks[0][i :: len(counts)]
+        cpu_before = cpus[0][i :: len(counts)]
+        ratio = [h / b for h, b in zip(peaks[count], before, strict=True)]
+        cpu_ratio = [h / b for h, b in zip(cpus[count], cpu_before, strict=True)]
+        print(
+            f"  {count:,} hidden: peak {statistics.median(ratio):.3f} "
+            f"({', '.join(f'{r:.3f}' for r in ratio)}); CPU per answer {statistics.median(cpu_ratio):.3f} "
+            f"({', '.join(f'{r:.3f}' for r in cpu_ratio)})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -274,6 +328,11 @@ def main() -> None:
     parser.add_argument(
         "--in-process", action="store_true", help="time ItemIndex.search alone (no servers, no wrk)"
     )
+    parser.add_argument(
+        "--alternate",
+        action="store_true",
+        help="one server: hide each count, measure, show them again, measure, round after round",
+    )
     args = parser.parse_args()
     if args.in_process:
         users, items, events = (int(x) for x in args.synthetic.split(","))
@@ -296,6 +355,9 @@ def main() -> None:
     folder = artifacts / "als_v1"
     bodies = [json.dumps({"user_id": u, "k": 100}).encode() for u in warm_users(folder)]
     item_ids = load_mapping(folder, "item_mapping.json")
+    if args.alternate:
+        alternate(artifacts, bodies, item_ids, [int(c) for c in args.hidden.split(",") if int(c)], args)
+        return
     states = ["mixed"] if args.hidden == "mixed" else [str(int(c)) for c in args.hidden.split(",")]
     states = ["empty", *[s for s in states if s != "0"]]
     if args.baseline is not None:
