@@ -19,12 +19,7 @@ from feature_store.index_files import IndexKind
 from feature_store.version_files import load_mapping
 from tests.app.conftest import flush, publish, redis_settings, users_by_tier
 from tests.app.live_server import free_port, server_process
-from tests.builders import small_data
-from training.dataset import build_dataset
-from training.events import DEFAULT_EVENT_WEIGHTS
-from training.interaction_log import from_table
-from training.pipeline import train
-from training.settings import TrainSettings
+from tests.builders import train_versions
 
 TOKEN = "compaction-load-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -34,20 +29,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def graph_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small version behind an HNSW graph (auto would pick exact search for 300 items)."""
     artifacts = tmp_path_factory.mktemp("graph") / "artifacts"
-    data = small_data(600)
-    dataset = build_dataset(from_table(data.interactions, DEFAULT_EVENT_WEIGHTS))
-    settings = TrainSettings(
-        artifacts=artifacts,
-        factors=8,
-        regularization=1.0,
-        alpha=4.0,
-        iterations=2,
-        test_split=0.0,
-        index_kind=IndexKind.hnsw,
-    )
-    folder = train(dataset, settings, items=data.items).version_dir
-    assert folder is not None
-    return folder
+    return train_versions(artifacts, index_kind=IndexKind.hnsw)[0]
 
 
 def _compact_searches(client: httpx.Client) -> float:

@@ -25,6 +25,7 @@ from feature_store.ranking_features import FEATURES, RANKER_FILE
 from feature_store.settings import StoreSettings
 from tests.app.conftest import seen_items, users_by_tier
 from tests.app.live_server import LiveServer
+from tests.builders import train_all_version
 from tests.forge import copy_version, edit_manifest, rehash
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.ranker import RankerParams
@@ -33,30 +34,10 @@ from training.ranker import RankerParams
 @pytest.fixture(scope="module")
 def ranked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A train-all version with a ranker (no Two-Tower: seconds), published to the embedded store."""
-    from tests.builders import small_data
-    from training.dataset import build_dataset
-    from training.interaction_log import from_table
-    from training.pipeline import train_all
-    from training.settings import TrainSettings
-
     artifacts = tmp_path_factory.mktemp("ranked") / "artifacts"
-    data = small_data(1_200)
-    dataset = build_dataset(from_table(data.interactions, DEFAULT_EVENT_WEIGHTS))
-    settings = TrainSettings(
-        artifacts=artifacts,
-        factors=8,
-        regularization=1.0,
-        alpha=4.0,
-        iterations=3,
-        test_split=0.0,
-        content_dim=8,
-        two_tower=False,
-        ranker=True,
-    )
-    report = train_all(dataset, settings, items=data.items)
-    assert report.version_dir is not None
-    asyncio.run(publish_version(report.version_dir, EmbeddedStore(artifacts)))
-    return report.version_dir
+    folder = train_all_version(artifacts, users=1_200, two_tower=False, ranker=True)
+    asyncio.run(publish_version(folder, EmbeddedStore(artifacts)))
+    return folder
 
 
 def _ab(folder: Path) -> Path:
