@@ -443,8 +443,11 @@ class Recommender:
             two_tower=two_tower,
             content=content[:-1] if content is not None else None,  # the popularity prior off
         )
-        features = candidate_features(rows, lists, user, ranker.items, ranker.as_of)
-        scores = await asyncio.get_running_loop().run_in_executor(self.executor, ranker.score, features)
+
+        def score() -> np.ndarray:  # features and trees both off the event loop (~0.5 ms)
+            return ranker.score(candidate_features(rows, lists, user, ranker.items, ranker.as_of))
+
+        scores = await asyncio.get_running_loop().run_in_executor(self.executor, score)
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order], "ranker"
 
