@@ -116,20 +116,24 @@ def item_side(models: ModelSet, matrix: sp.csr_matrix, times: np.ndarray | None)
     )
 
 
+def content_of(models: ModelSet, matrix: sp.csr_matrix, users: np.ndarray) -> np.ndarray | None:
+    """The users' content profiles (rows aligned with `users`), None without a content model."""
+    return content_profiles(models.content.vectors, matrix[users]) if models.content is not None else None
+
+
 def source_lists(
-    models: ModelSet, matrix: sp.csr_matrix, users: np.ndarray, depth: int
+    models: ModelSet, matrix: sp.csr_matrix, users: np.ndarray, depth: int, profiles: np.ndarray | None
 ) -> dict[str, np.ndarray]:
-    """Each source's top `depth` per user (users x depth, -1 padded), never a training item."""
+    """Each source's top `depth` per user (users x depth, -1 padded), never a training item;
+    `profiles` from `content_of`."""
     exclude = matrix
     local = np.arange(len(users))
     out = {"als": top_k(models.als.user_factors, models.als.item_factors, users, depth, exclude=exclude)}
     if models.two_tower is not None:
         tt = models.two_tower
         out["two_tower"] = top_k(tt.user_embeddings, tt.item_embeddings, users, depth, exclude=exclude)
-    if models.content is not None:
-        queries = scoring_queries(
-            content_profiles(models.content.vectors, matrix[users]), models.content_prior
-        )
+    if models.content is not None and profiles is not None:
+        queries = scoring_queries(profiles, models.content_prior)
         items = scoring_vectors(models.content.vectors, models.popularity.scores)
         out["content"] = top_k(queries, items, local, depth, exclude=matrix[users])
     ones, pop_items = models.popularity.as_factors(matrix.shape[0])
@@ -143,10 +147,10 @@ def user_sides(
     times: np.ndarray | None,
     users: np.ndarray,
     thresholds: tuple[int, int],
+    profiles: np.ndarray | None,
 ) -> Iterator[UserSide]:
     """Each user as serving would see them after the data in `matrix`."""
     warm, hot = thresholds
-    profiles = content_profiles(models.content.vectors, matrix[users]) if models.content is not None else None
     for i, u in enumerate(users.tolist()):
         start, end = matrix.indptr[u], matrix.indptr[u + 1]
         items, weights = matrix.indices[start:end], matrix.data[start:end]
@@ -191,9 +195,10 @@ def build_groups(
 ) -> Groups:
     """Candidates and features for `users` after `matrix`; labels from `labels` (None: zeros)."""
     items = item_side(models, matrix, times)
-    lists = source_lists(models, matrix, users, params.per_source)
+    profiles = content_of(models, matrix, users)
+    lists = source_lists(models, matrix, users, params.per_source, profiles)
     blocks, label_blocks, sizes, kept, row_blocks = [], [], [], [], []
-    for i, user in enumerate(user_sides(models, matrix, times, users, thresholds)):
+    for i, user in enumerate(user_sides(models, matrix, times, users, thresholds, profiles)):
         own = {name: rows[i] for name, rows in lists.items()}
         rows = candidates(own)
         if not len(rows):

@@ -109,10 +109,6 @@ class Compactor:
         self._not_before = 0.0  # monotonic time before which no new build starts
         self._lock = threading.Lock()
 
-    @property
-    def current(self) -> CompactIndex | None:
-        return self._current
-
     def view(self, blocked: np.ndarray) -> CompactView | None:
         """The compact index to search for this blocked set, if one fits it; starts a build when
         none fits or the one that fits has drifted."""
@@ -128,6 +124,14 @@ class Compactor:
         if view is None or _drifted(view):
             self._start(blocked)
         return view
+
+    def release(self, blocked: int) -> None:
+        """The catalog blocks only `blocked` rows now (items shown again, say): a copy is no
+        longer searched, and it holds as much memory as the index. Called by unfiltered searches,
+        which see the catalog's whole blocked set (a filtered one folds it into its bitmap)."""
+        if self._current is not None and blocked <= COMPACT_ABOVE * self.n:
+            self._current = None
+            self._seen = None
 
     def _start(self, blocked: np.ndarray) -> None:
         with self._lock:

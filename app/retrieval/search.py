@@ -245,6 +245,8 @@ class ItemIndex:
         # Rows the run-time catalog blocks (a filter already took them out of `allowed`): exact
         # plans mask their scores, graph plans drop them (_graph_visible).
         visible = filt.visible if allowed is None else None
+        if self.compactor is not None and filt.allowed is None:
+            self.compactor.release(len(filt.hidden))
 
         def exact() -> tuple[np.ndarray, np.ndarray]:
             # Joined only here: copying 100,000 blocked rows on every graph search cost 13% of

@@ -28,7 +28,6 @@ from tests.app.live_server import LiveServer
 from tests.builders import train_all_version
 from tests.forge import copy_version, edit_manifest, rehash
 from training.events import DEFAULT_EVENT_WEIGHTS
-from training.ranker import RankerParams
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +144,6 @@ def test_a_ranker_the_service_cannot_feed_is_refused_with_the_reason(
         load_serving_version(folder, "als_v7", DEFAULT_EVENT_WEIGHTS)
     assert reason in info.value.public, info.value.public
     assert "/" not in info.value.public
-
-
-def test_the_params_bound_what_each_source_proposes() -> None:
-    assert RankerParams().per_source * 4 >= 200  # "a few hundred items" at most
 
 
 def test_the_untouched_ranked_version_loads_with_its_ranker(ranked: Path, tmp_path: Path) -> None:

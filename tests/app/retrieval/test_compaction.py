@@ -125,6 +125,14 @@ def test_a_few_blocked_rows_build_nothing(fresh_hnsw: ItemIndex) -> None:
     assert fresh_hnsw.compactor.wait(5) is None
 
 
+def test_showing_the_items_again_releases_the_copy(fresh_hnsw: ItemIndex) -> None:
+    assert fresh_hnsw.compactor is not None
+    fresh_hnsw.search(_queries(1)[0], 10, _blocking(np.arange(1_000)))
+    assert fresh_hnsw.compactor.wait(60) is not None
+    result = fresh_hnsw.search(_queries(1)[0], 10, _blocking(np.arange(5)))
+    assert result.plan is Plan.graph and fresh_hnsw.compactor.wait(5) is None
+
+
 class _Sized:
     """Stands for a Faiss index where only its size is read (the view is pure arithmetic)."""
 
