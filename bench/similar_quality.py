@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,31 +57,8 @@ def _dataset(name: str) -> tuple[sp.csr_matrix, np.ndarray | None] | None:
     if not path.exists():
         print(f"skipping {name}: {path} not found")
         return None
-    if name == "beauty":  # the reader keeps no times; the sequences are in time order
-        built = build_dataset(from_table(_ordered(name, path), DEFAULT_EVENT_WEIGHTS))
-    else:
-        built = build_dataset(read_interactions(str(path), {}))
+    built = build_dataset(read_interactions(str(path), {}))  # Beauty's reader keeps the order as times
     return built.matrix, built.times
-
-
-def _ordered(name: str, path: Path) -> pa.Table:
-    """Beauty's sequences with each event's position as its time."""
-    users: list[str] = []
-    items: list[str] = []
-    stamps: list[int] = []
-    for line in path.read_text().splitlines():
-        user, *sequence = line.split()
-        users += [user] * len(sequence)
-        items += sequence
-        stamps += range(946_684_800, 946_684_800 + len(sequence))  # 2000-01-01 onwards, 1 s apart
-    return pa.table(
-        {
-            "user_id": users,
-            "item_id": items,
-            "weight": [1.0] * len(users),
-            "timestamp": pa.array(stamps, pa.int64()).cast(pa.timestamp("s", tz="UTC")),
-        }
-    )
 
 
 def _co_queries(test: sp.csr_matrix, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:

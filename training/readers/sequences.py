@@ -1,8 +1,12 @@
 """Item sequences, one user a line: `user item item ...` (the S3-Rec / CoSeRec / ICLRec files of
 Amazon Beauty and Sports in `../shared/data`, read in place, never redistributed).
 
-The format carries no times and no ratings, only each user's order, so every line becomes that
-user's pairs with weight 1 and no timestamp column (time splits and recency need real times).
+The format carries no times and no ratings, only each user's order (oldest first). Every line
+becomes that user's pairs with weight 1, and the order becomes the `timestamp` column: the line's
+first item at ORDER_EPOCH, each next one a second later. That keeps what the order says (a
+per-user latest-items split holds out what the user did next; the ranker's recency features see
+the last items) and nothing it does not: lines start at the same instant, so times compare only
+within one user, and a decay measured in days sees the whole log as one moment.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from training.errors import TrainingInputError
+
+ORDER_EPOCH = 946_684_800  # 2000-01-01T00:00:00Z: where every line's order starts
 
 
 def looks_like_sequences(path: Path) -> bool:
@@ -35,6 +41,7 @@ def sequence_file(folder: Path) -> Path | None:
 def read_sequences(path: Path) -> pa.Table:
     users: list[str] = []
     items: list[str] = []
+    order: list[int] = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             parts = line.split()
@@ -44,6 +51,7 @@ def read_sequences(path: Path) -> pa.Table:
                 raise TrainingInputError(f"{path}: line {number} has a user but no items.")
             users.extend([parts[0]] * (len(parts) - 1))
             items.extend(parts[1:])
+            order.extend(range(len(parts) - 1))
     if not users:
         raise TrainingInputError(f"{path}: no sequences found.")
     return pa.table(
@@ -51,5 +59,6 @@ def read_sequences(path: Path) -> pa.Table:
             "user_id": pa.array(users, pa.string()),
             "item_id": pa.array(items, pa.string()),
             "weight": pa.array(np.ones(len(users), np.float32)),
+            "timestamp": pa.array(ORDER_EPOCH + np.asarray(order, np.int64), pa.timestamp("s", tz="UTC")),
         }
     )

@@ -3,8 +3,11 @@
 import pytest
 
 from tests.conftest import real_data
+from training.dataset import build_dataset
 from training.errors import TrainingInputError
 from training.readers import read_interactions
+from training.readers.sequences import ORDER_EPOCH
+from training.splits import latest_split
 
 
 def test_a_sequence_file_becomes_one_pair_per_item_in_line_order(tmp_path) -> None:
@@ -13,7 +16,28 @@ def test_a_sequence_file_becomes_one_pair_per_item_in_line_order(tmp_path) -> No
     log = read_interactions(str(path), {})
     assert log.user_ids[log.user_codes].tolist() == ["1", "1", "1", "2", "2"]
     assert log.item_ids[log.item_codes].tolist() == ["10", "11", "12", "11", "13"]
-    assert log.timestamps is None and set(log.weights.tolist()) == {1.0}
+    assert set(log.weights.tolist()) == {1.0}
+
+
+def test_each_lines_order_becomes_times_a_second_apart_from_the_same_start(tmp_path) -> None:
+    path = tmp_path / "seq.txt"
+    path.write_text("1 10 11 12\n2 11 13\n")
+    log = read_interactions(str(path), {})
+    assert log.timestamps is not None
+    assert (log.timestamps - ORDER_EPOCH).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_a_latest_items_split_of_a_sequence_file_holds_out_each_users_last_items(tmp_path) -> None:
+    path = tmp_path / "seq.txt"
+    path.write_text(
+        "".join(f"{u} " + " ".join(str(100 * u + i) for i in range(10)) + "\n" for u in range(1, 6))
+    )
+    data = build_dataset(read_interactions(str(path), {}))
+    parts = latest_split(data.matrix, data.times, 0.2)
+    for row in range(parts.test.shape[0]):
+        held = data.item_ids[parts.test[row].indices]
+        user = int(data.user_ids[row])
+        assert sorted(held.tolist()) == [str(100 * user + 8), str(100 * user + 9)]
 
 
 def test_a_folder_with_one_sequence_file_is_read_like_the_file(tmp_path) -> None:
