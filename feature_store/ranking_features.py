@@ -71,15 +71,23 @@ class ItemSide:
     counts: np.ndarray  # float32 positives in training
     trend: np.ndarray  # float32 decayed popularity / its max, in [0, 1]
     first_seen: np.ndarray  # float64 epoch seconds of the first interaction (NaN: unknown)
-    als_unit: np.ndarray = field(init=False, repr=False)  # unit ALS rows, computed once
+    # Computed once, read on every request: unit ALS rows (recent_similarity) and each vector
+    # set's row norms (the cosines).
+    als_unit: np.ndarray = field(init=False, repr=False)
+    norms: dict[str, np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.als)
         for name in ("counts", "trend", "first_seen"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"ranker item {name}: {len(getattr(self, name))} rows, the ALS vectors {n}")
-        # Unit ALS rows, once: recent_similarity reads them on every request.
-        object.__setattr__(self, "als_unit", (self.als / _norms(self.als)[:, None]).astype(np.float32))
+        norms = {"als": _norms(self.als)}
+        if self.two_tower is not None:
+            norms["two_tower"] = _norms(self.two_tower)
+        if self.content is not None:
+            norms["content"] = _norms(self.content)
+        object.__setattr__(self, "norms", norms)
+        object.__setattr__(self, "als_unit", (self.als / norms["als"][:, None]).astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -126,14 +134,13 @@ def _ranks(rows: np.ndarray, listed: np.ndarray | None) -> np.ndarray:
 
 
 def _dot_cos(
-    user: np.ndarray | None, items: np.ndarray | None, rows: np.ndarray
+    user: np.ndarray | None, items: np.ndarray | None, norms: np.ndarray | None, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    if user is None or items is None:
+    if user is None or items is None or norms is None:
         nan = np.full(len(rows), np.nan, np.float32)
         return nan, nan
-    vectors = items[rows]
-    dots = (vectors @ user).astype(np.float32)
-    return dots, dots / (_norms(vectors) * max(float(np.linalg.norm(user)), 1e-12))
+    dots = (items[rows] @ user).astype(np.float32)
+    return dots, dots / (norms[rows] * max(float(np.linalg.norm(user)), 1e-12))
 
 
 def _z(scores: np.ndarray) -> np.ndarray:
@@ -158,9 +165,9 @@ def candidate_features(
     epoch seconds of the end of the training data, in training and in serving alike."""
     rows = np.asarray(rows, np.int64)
     out = np.empty((len(rows), len(FEATURES)), np.float32)
-    als_dot, als_cos = _dot_cos(user.als, items.als, rows)
-    tt_dot, tt_cos = _dot_cos(user.two_tower, items.two_tower, rows)
-    content_dot, _ = _dot_cos(user.content, items.content, rows)
+    als_dot, als_cos = _dot_cos(user.als, items.als, items.norms["als"], rows)
+    tt_dot, tt_cos = _dot_cos(user.two_tower, items.two_tower, items.norms.get("two_tower"), rows)
+    content_dot, _ = _dot_cos(user.content, items.content, items.norms.get("content"), rows)
     ranks = {name: _ranks(rows, lists.get(name)) for name in SOURCES}
     proposed = sum((~np.isnan(r)).astype(np.float32) for r in ranks.values())
     recent = np.asarray(user.recent[:RECENT_ITEMS], np.int64)

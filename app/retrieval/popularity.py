@@ -39,7 +39,7 @@ class PopularityRanking:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k most popular rows passing `allowed` (packed bitmap) and not in `excluded`."""
         k = max(0, min(k, self.n))
-        ex = np.unique(excluded) if excluded is not None and len(excluded) else None
+        ex = np.asarray(excluded, np.int64) if excluded is not None and len(excluded) else None
         if allowed is not None and bitmaps.count(allowed) * _NARROW_SHARE <= self.n:
             return self._top_of(bitmaps.to_rows(allowed, self.n), k, ex)
         picked: list[np.ndarray] = []
@@ -49,7 +49,7 @@ class PopularityRanking:
             if allowed is not None:
                 rows = rows[bitmaps.contains(allowed, rows)]
             if ex is not None and len(rows):
-                rows = rows[~np.isin(rows, ex, assume_unique=False)]
+                rows = rows[~np.isin(rows, ex, kind="table")]
             picked.append(rows)
             found += len(rows)
             start += chunk
@@ -61,7 +61,7 @@ class PopularityRanking:
         """The k best of `rows` (not in `ex`), best first; ties keep the global ranking's order."""
         rows = np.asarray(rows, np.int64)
         if ex is not None and len(rows):
-            rows = rows[~np.isin(rows, ex)]
+            rows = rows[~np.isin(rows, ex, kind="table")]
         scores = self.scores[rows]
         if len(rows) > k > 0:
             # Keep every row tied with the k-th score, so ties resolve by row as in the walk.

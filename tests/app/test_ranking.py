@@ -153,6 +153,40 @@ def test_the_untouched_ranked_version_loads_with_its_ranker(ranked: Path, tmp_pa
     assert loaded.ranker is not None and loaded.ranker.items.counts.shape == (loaded.als.n,)
 
 
+def test_the_loaded_ranker_scores_through_the_c_entry_point_exactly_as_booster_predict(
+    ranked: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "artifacts"
+    shutil.copytree(ranked.parent, folder)
+    ranker = load_serving_version(folder, ranked.name, DEFAULT_EVENT_WEIGHTS).ranker
+    assert ranker is not None and ranker.direct is not None
+    rows = np.random.default_rng(3).normal(0.0, 2.0, (200, len(FEATURES))).astype(np.float32)
+    rows[::7, 4:8] = np.nan  # a version without a Two-Tower scores NaN there
+    expected = ranker.booster.predict(rows, num_threads=1)
+    np.testing.assert_allclose(ranker.score(rows), expected, rtol=1e-6, atol=1e-6)
+    assert ranker.score(rows[:0]).shape == (0,)
+
+
+@pytest.mark.parametrize("fault", ["scores differ", "raises"])
+def test_a_c_entry_point_that_disagrees_or_fails_leaves_booster_predict_in_use(
+    ranked: Path, tmp_path: Path, monkeypatch, fault: str
+) -> None:
+    from app.ranking import _DirectPredict
+
+    def other(self: _DirectPredict, features: np.ndarray) -> np.ndarray:
+        if fault == "raises":
+            raise RuntimeError("LightGBM predict failed (status -1)")
+        return np.zeros(len(features), np.float32)  # a library whose C signature changed
+
+    monkeypatch.setattr(_DirectPredict, "__call__", other)
+    folder = tmp_path / "artifacts"
+    shutil.copytree(ranked.parent, folder)
+    ranker = load_serving_version(folder, ranked.name, DEFAULT_EVENT_WEIGHTS).ranker
+    assert ranker is not None and ranker.direct is None
+    rows = np.zeros((5, len(FEATURES)), np.float32)
+    np.testing.assert_allclose(ranker.score(rows), ranker.booster.predict(rows), rtol=1e-6)
+
+
 def test_a_published_version_whose_ranker_needs_other_features_is_refused_with_the_reason(
     ranked: Path, tmp_path: Path
 ) -> None:

@@ -10,7 +10,14 @@ from tests.builders import small_data
 from training.dataset import build_dataset
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.interaction_log import from_table
-from training.ranker import RankerModel, fit_ranker, ranked_top_k
+from training.ranker import (
+    BoosterTrial,
+    RankerModel,
+    cheapest_near_best,
+    comparisons_per_row,
+    fit_ranker,
+    ranked_top_k,
+)
 from training.settings import TrainSettings
 from training.splits import latest_split
 from training.tier_eval import evaluate_tiers
@@ -63,6 +70,40 @@ def test_the_ranker_is_lightgbm_text_over_our_features_and_learns(ranker: Ranker
     # The ranker's order beats popularity's on the validation users of every tier it saw.
     assert all(scores["ranker"] > scores["popularity"] for scores in by_tier.values()), by_tier
     assert set(ranker.tiers) <= set(by_tier)
+
+
+def test_the_kept_booster_is_the_cheapest_within_the_tolerance_of_the_best() -> None:
+    trials = [
+        BoosterTrial("deep", 0.500, None, 900.0),
+        BoosterTrial("close", 0.4980, None, 300.0),
+        BoosterTrial("cheap but worse", 0.480, None, 50.0),
+    ]
+    assert cheapest_near_best(trials, 0.005).label == "close"
+    assert cheapest_near_best(trials, 0.0).label == "deep"
+    assert cheapest_near_best(trials, 0.05).label == "cheap but worse"
+
+
+def test_comparisons_count_each_trees_leaf_depth_weighted_by_the_rows_reaching_it() -> None:
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2_000, 3))
+    y = (x[:, 0] > 0).astype(float)
+    params = {"objective": "regression", "verbosity": -1, "min_data_in_leaf": 1}
+    stump = lgb.train({**params, "num_leaves": 2}, lgb.Dataset(x, y), 4)
+    assert comparisons_per_row(stump, 4) == pytest.approx(4.0)  # one test a tree
+    assert comparisons_per_row(stump, 2) == pytest.approx(2.0)
+    bushy = lgb.train({**params, "num_leaves": 16}, lgb.Dataset(x, y + rng.normal(size=2_000)), 4)
+    assert 4 * 2.0 < comparisons_per_row(bushy, 4) <= 4 * 15.0
+
+
+def test_fitting_reports_every_booster_tried_and_the_one_kept(ranker: RankerModel) -> None:
+    tried = ranker.info["boosters_tried"]
+    assert len(tried) == 6 and ranker.info["kept"] in tried
+    kept = tried[ranker.info["kept"]]
+    best = max(t["ndcg"] for t in tried.values())
+    assert kept["ndcg"] >= best * (1 - 0.005)
+    assert all(t["comparisons"] >= kept["comparisons"] for t in tried.values() if t["ndcg"] >= best * 0.995)
 
 
 def test_ranked_lists_never_hold_a_training_item(ranker: RankerModel, dataset, data) -> None:
