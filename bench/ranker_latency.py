@@ -200,7 +200,7 @@ def main() -> None:
     print(f"ranked / unranked CPU per answer: median {statistics.median(cpu_ratio):.3f}")
     print(
         f"ranked - unranked at the held rate: p50 {statistics.median(p50):+.2f} ms, "
-        f"p99 {statistics.median(p99):+.2f} ms"
+        f"p99 {statistics.median(p99):+.2f} ms (rounds: {', '.join(f'{d:+.2f}' for d in p99)})"
     )
 
 

@@ -119,9 +119,11 @@ def profile_interactions(
     if room > 0 and len(seen):
         older = _sorted_unique(np.asarray(seen, np.int64))
         if len(rows):
-            # A lookup table over the rows' range: the sort-based set difference cost more than
-            # the rest of a ranked request's profile work.
-            older = older[~np.isin(older, rows, kind="table")]
+            # `rows` is sorted: a binary search per seen row is the set difference without the
+            # sorts np.setdiff1d repeats (it cost more than the rest of a ranked request's
+            # profile work).
+            at = np.minimum(np.searchsorted(rows, older), len(rows) - 1)
+            older = older[rows[at] != older]
         older = older[:room]
         rows = np.concatenate([rows, older])
         weights = np.concatenate([weights, np.full(len(older), default_weight)])

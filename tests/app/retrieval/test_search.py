@@ -8,7 +8,7 @@ import pytest
 from app.retrieval import bitmaps
 from app.retrieval.catalog import VersionCatalog
 from app.retrieval.filters import CompiledFilter, Filters, compile_filters, with_catalog
-from app.retrieval.search import ItemIndex, Plan, SearchParams
+from app.retrieval.search import ItemIndex, Plan, SearchParams, top_k_rows
 from feature_store.index_files import IndexKind, Metric, read_index_meta
 from tests.app.retrieval.conftest import DIM, N_ITEMS, build_folder
 
@@ -189,3 +189,20 @@ def test_blocking_the_best_matches_still_returns_k_visible_rows(hnsw: ItemIndex)
     assert len(result.rows) == 10 and not set(result.rows.tolist()) & set(best.tolist())
     rest = np.setdiff1d(np.arange(N_ITEMS), best)
     assert len(set(result.rows.tolist()) & _truth(hnsw, q, 10, rest)) >= 9
+
+
+@pytest.mark.parametrize("n", [1, 49, 50, 51, 199, 800, 5_000, 20_011])
+@pytest.mark.parametrize("k", [1, 10, 50, 100])
+def test_top_k_rows_holds_the_k_highest_scores_masked_and_tied_ones_included(n: int, k: int) -> None:
+    rng = np.random.default_rng(n * 1_000 + k)
+    for shape in ("normal", "masked", "ties", "sorted"):
+        scores = rng.normal(size=n).astype(np.float32)
+        if shape == "masked":
+            scores[rng.random(n) < 0.9] = -np.inf
+        elif shape == "ties":
+            scores = np.round(scores, 1)
+        elif shape == "sorted":  # the block maxima all sit in the last blocks
+            scores = np.sort(scores)
+        rows = top_k_rows(scores, k)
+        assert len(rows) == min(n, k) == len(set(rows.tolist()))
+        np.testing.assert_array_equal(np.sort(scores[rows])[::-1], np.sort(scores)[::-1][: min(n, k)])
