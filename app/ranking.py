@@ -19,6 +19,7 @@ import numpy as np
 
 from app.retrieval.search import ItemIndex
 from feature_store.manifest import ArtifactError
+from feature_store.ranker_cost import comparisons_per_row
 from feature_store.ranking_features import (
     FEATURES,
     RANKER_FILE,
@@ -103,6 +104,7 @@ class ServingRanker:
     # training (wall-clock ages of an old log would all lie outside what the model saw).
     as_of: float = float("nan")
     direct: Callable[[np.ndarray], np.ndarray] | None = None  # _DirectPredict.checked
+    comparisons: float = float("inf")  # expected split tests a candidate (feature_store/ranker_cost.py)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """One thread: concurrency comes from requests, as for the Faiss searches."""
@@ -170,4 +172,5 @@ def load_ranker(
     )
     as_of = float(data_until) if data_until is not None else float("nan")
     direct = _DirectPredict.checked(booster, len(FEATURES))
-    return ServingRanker(booster, items, frozenset(tiers), per_source, as_of, direct)
+    comparisons = comparisons_per_row(booster)
+    return ServingRanker(booster, items, frozenset(tiers), per_source, as_of, direct, comparisons)

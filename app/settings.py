@@ -73,6 +73,14 @@ class ServeSettings(BaseSettings):
         description="Order candidates with the version's ranker where it has one (in the tiers it "
         "won on validation); an A/B variant's `ranker` overrides it.",
     )
+    ranker_inline_max_work: int = Field(
+        100_000,
+        ge=0,
+        le=100_000_000,
+        description="Candidates x the ranker's split tests per candidate below which a request's "
+        "features and trees run on the event loop instead of a search thread (a hand-off cost more "
+        "than 200 candidates through a 55-tree model; 0 = always on a search thread).",
+    )
     ranker_tiers: list[Literal["cold", "warm", "hot"]] | None = Field(
         None,
         description='Tiers the ranker orders, e.g. ["warm", "hot"]; unset = the tiers where it beat '

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from feature_store.ranker_cost import comparisons_per_row
 from feature_store.ranking_features import (
     FEATURES,
     RANKER_FILE,
@@ -391,26 +392,6 @@ class BoosterTrial:
     ndcg: float  # validation NDCG@10 at the best iteration
     booster: Any
     comparisons: float  # expected split tests to score one candidate (serving cost)
-
-
-def comparisons_per_row(booster: Any, trees: int) -> float:
-    """Expected split tests to score one row: each tree's leaf depths weighted by how many
-    training rows reached the leaf. Prediction time follows it (plus a fixed cost per call)."""
-    total = 0.0
-    for tree in booster.dump_model(num_iteration=trees)["tree_info"][:trees]:
-        stack = [(tree["tree_structure"], 0)]
-        reached, weighted = 0, 0
-        while stack:
-            node, depth = stack.pop()
-            if "split_index" not in node:  # a leaf (a one-leaf tree has no leaf_index)
-                count = int(node.get("leaf_count", 1))
-                reached += count
-                weighted += count * depth
-            else:
-                stack.append((node["left_child"], depth + 1))
-                stack.append((node["right_child"], depth + 1))
-        total += weighted / reached if reached else 0.0
-    return total
 
 
 def cheapest_near_best(trials: list[BoosterTrial], tolerance: float) -> BoosterTrial:

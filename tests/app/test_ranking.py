@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,31 @@ def test_the_ranker_orders_the_tiers_it_serves_and_a_variant_turns_it_off(
                 assert not seen & {c["item_id"] for c in on["candidates"]}
             else:
                 assert on["method_used"] == off["method_used"]
+
+
+@pytest.mark.parametrize(("max_work", "where"), [(100_000, "event loop"), (0, "search thread")])
+def test_small_ranking_work_runs_on_the_event_loop_and_large_work_on_a_search_thread(
+    ranked: Path, monkeypatch, max_work: int, where: str
+) -> None:
+    from app.inprocess import LocalService
+
+    threads: list[str] = []
+    real = ServingRanker.score
+
+    def spy(self: ServingRanker, features: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return real(self, features)
+
+    monkeypatch.setattr(ServingRanker, "score", spy)
+    user = users_by_tier(ranked)["warm"][0]
+    settings = ServeSettings(artifacts=ranked.parent, ranker_tiers=["warm"], ranker_inline_max_work=max_work)
+    service = LocalService(ranked.parent, settings)
+    try:
+        answer = service.recommend(user, limit=20)
+    finally:
+        service.close()
+    assert answer.method_used.endswith("+ranker") and len(threads) == 1
+    assert (threads[0] == "recsys-local") == (where == "event loop"), threads
 
 
 def test_a_ranker_that_raises_answers_unranked_and_is_counted(ranked: Path, monkeypatch) -> None:

@@ -14,7 +14,6 @@ from training.ranker import (
     BoosterTrial,
     RankerModel,
     cheapest_near_best,
-    comparisons_per_row,
     fit_ranker,
     ranked_top_k,
 )
@@ -81,20 +80,6 @@ def test_the_kept_booster_is_the_cheapest_within_the_tolerance_of_the_best() -> 
     assert cheapest_near_best(trials, 0.005).label == "close"
     assert cheapest_near_best(trials, 0.0).label == "deep"
     assert cheapest_near_best(trials, 0.05).label == "cheap but worse"
-
-
-def test_comparisons_count_each_trees_leaf_depth_weighted_by_the_rows_reaching_it() -> None:
-    import lightgbm as lgb
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2_000, 3))
-    y = (x[:, 0] > 0).astype(float)
-    params = {"objective": "regression", "verbosity": -1, "min_data_in_leaf": 1}
-    stump = lgb.train({**params, "num_leaves": 2}, lgb.Dataset(x, y), 4)
-    assert comparisons_per_row(stump, 4) == pytest.approx(4.0)  # one test a tree
-    assert comparisons_per_row(stump, 2) == pytest.approx(2.0)
-    bushy = lgb.train({**params, "num_leaves": 16}, lgb.Dataset(x, y + rng.normal(size=2_000)), 4)
-    assert 4 * 2.0 < comparisons_per_row(bushy, 4) <= 4 * 15.0
 
 
 def test_fitting_reports_every_booster_tried_and_the_one_kept(ranker: RankerModel) -> None:
