@@ -49,7 +49,7 @@ class PopularityRanking:
             if allowed is not None:
                 rows = rows[bitmaps.contains(allowed, rows)]
             if ex is not None and len(rows):
-                rows = rows[~np.isin(rows, ex, kind="table")]
+                rows = rows[~np.isin(rows, ex)]
             picked.append(rows)
             found += len(rows)
             start += chunk
@@ -61,7 +61,7 @@ class PopularityRanking:
         """The k best of `rows` (not in `ex`), best first; ties keep the global ranking's order."""
         rows = np.asarray(rows, np.int64)
         if ex is not None and len(rows):
-            rows = rows[~np.isin(rows, ex, kind="table")]
+            rows = rows[~np.isin(rows, ex)]
         scores = self.scores[rows]
         if len(rows) > k > 0:
             # Keep every row tied with the k-th score, so ties resolve by row as in the walk.

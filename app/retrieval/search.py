@@ -101,7 +101,7 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
             return rows[np.argpartition(scores[rows], len(rows) - k)[len(rows) - k :]]
         if len(rows) == k:
             return rows
-    return np.argpartition(scores, n - k)[n - k :]
+    return np.argpartition(-scores, k - 1)[:k]  # NaN sorts last here, so it is never picked first
 
 
 class ItemIndex:

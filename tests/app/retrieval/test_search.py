@@ -206,3 +206,12 @@ def test_top_k_rows_holds_the_k_highest_scores_masked_and_tied_ones_included(n: 
         rows = top_k_rows(scores, k)
         assert len(rows) == min(n, k) == len(set(rows.tolist()))
         np.testing.assert_array_equal(np.sort(scores[rows])[::-1], np.sort(scores)[::-1][: min(n, k)])
+
+
+def test_top_k_rows_never_prefers_a_nan_score_to_a_number() -> None:
+    for n, k in ((3_000, 600), (20_000, 50)):  # too few rows for blocks; blocks
+        scores = np.arange(n, dtype=np.float32)
+        scores[::2] = np.nan  # half the rows, the highest blocks included
+        rows = top_k_rows(scores, k)
+        assert len(rows) == k and not np.isnan(scores[rows]).any()
+        assert sorted(scores[rows].tolist()) == sorted(scores[~np.isnan(scores)].tolist())[-k:]
