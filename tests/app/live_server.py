@@ -93,7 +93,19 @@ def server_process(command: list[str], env: dict[str, str], port: int) -> Iterat
     finally:
         with suppress(ProcessLookupError):  # the whole group already gone
             os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired as err:
+            # A shutdown that hangs is a failure, but one that says what the server last wrote,
+            # and leaves no process behind to hold the port and the store.
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            drain.join(timeout=5)
+            tail = bytes(output[-4000:]).decode(errors="replace")
+            raise AssertionError(
+                f"the server did not stop within 30 s of SIGTERM; its last output:\n{tail}"
+            ) from err
         drain.join(timeout=5)
         proc.stdout = io.BytesIO(bytes(output))
 
