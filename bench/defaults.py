@@ -13,6 +13,7 @@ part by a full ranking of the catalog less the user's training items, Recall@20 
 (same machine, same run). The grid is timed as `tune` runs it plus the final fit.
 
 Usage: python bench/defaults.py [--data ml-1m,ncf,beauty,sports] [--skip-grid] [--json out.json]
+       python bench/defaults.py --data beauty --skip-grid --search-seconds 10,30   (time budgets)
        python bench/defaults.py --noise beauty   (the default's selection on three validation seeds)
 """
 
@@ -183,6 +184,12 @@ def main() -> None:
         default=GRID_ALPHA,
         help="alpha values of the grid (default 1,8,40,128)",
     )
+    parser.add_argument(
+        "--search-seconds",
+        type=lambda text: [float(v) for v in text.split(",")],
+        default=[],
+        help="also the default under these search budgets (`train --search-seconds`), e.g. 10,30",
+    )
     parser.add_argument("--noise", metavar="SET", help="measure the selection's noise on one set instead")
     parser.add_argument("--json", type=Path, help="also write every row (and the grid's trials) here")
     args = parser.parse_args()
@@ -198,6 +205,8 @@ def main() -> None:
         results: dict[str, Any] = {}
         if not args.only_grid:
             results["default train"] = run_train(ds, test, TrainSettings())
+            for budget in args.search_seconds:
+                results[f"search <= {budget:g}s"] = run_train(ds, test, TrainSettings(search_seconds=budget))
             results["--seed-defaults"] = run_train(ds, test, TrainSettings(**SEED_DEFAULTS))
         if not args.skip_grid:
             results["tune grid best"] = run_grid(ds, test, args.grid_alpha)

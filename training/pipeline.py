@@ -143,8 +143,27 @@ def choose_params(
         every=settings.validate_every,
         sampled_negatives=sampled_negatives,
         on_trial=report,
+        budget_seconds=settings.search_seconds,
     )
-    return auto_select(searcher, base, pinned=pinned, binary_data=binary, max_factors=settings.max_factors)
+    selection = auto_select(
+        searcher, base, pinned=pinned, binary_data=binary, max_factors=settings.max_factors
+    )
+    if selection.stopped_by_budget:
+        progress(
+            f"  search budget of {settings.search_seconds:g}s spent after {len(selection.trials)} trials "
+            f"({searcher.spent_seconds:.1f}s): keeping the best so far"
+        )
+    return selection
+
+
+def selection_summary(selection: Selection) -> dict[str, Any]:
+    """What metrics.json says about how the parameters were chosen (nothing when all were pinned)."""
+    if not selection.trials:
+        return {}
+    out: dict[str, Any] = {"selection_metric": f"validation {selection.metric}"}
+    if selection.stopped_by_budget:
+        out["selection_stopped_by_budget"] = True
+    return out
 
 
 class AlsEngine(Protocol):
@@ -233,8 +252,7 @@ def holdout_metrics(
         "als": als,
         "popularity": pop,
     }
-    if selection.trials:
-        metrics["selection_metric"] = f"validation {selection.metric}"
+    metrics.update(selection_summary(selection))
     return metrics, chosen, result
 
 
@@ -263,8 +281,7 @@ def train(
     else:
         selection = engine.select(dataset.matrix, settings, progress)
         params, trials = selection.params, selection.trials
-        if trials:
-            metrics["selection_metric"] = f"validation {selection.metric}"
+        metrics.update(selection_summary(selection))
         result = None
         timings["select"] = time.perf_counter() - t0
     if result is None or settings.refit:
@@ -335,7 +352,7 @@ def train_all(
     params = selection.params
     if selection.trials:
         metrics["selection"] = [t.row() for t in selection.trials]
-        metrics["selection_metric"] = f"validation {selection.metric}"
+    metrics.update(selection_summary(selection))
     models = fit_model_set(
         dataset.matrix,
         dataset.times,

@@ -103,6 +103,16 @@ class TrainSettings(BaseSettings):
         "(users + items) x factors^2 and memory with (users + items) x factors x 4 bytes.",
         json_schema_extra={"group": "als_fit"},
     )
+    search_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Time budget of the automatic search: no trial starts after this many "
+        "seconds and the best so far is kept (the one in flight finishes). Unset = the whole search. "
+        "The search shapes the model at 64 factors first and grows it last, so a tight budget "
+        "keeps a smaller model.",
+        json_schema_extra={"group": "als_fit"},
+    )
     regularization: float | None = Field(
         None,
         ge=0,

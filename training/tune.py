@@ -81,7 +81,11 @@ class Trial:
 
 
 class Searcher:
-    """Fits candidates on one fixed train/validation split and remembers every trial."""
+    """Fits candidates on one fixed train/validation split and remembers every trial. With a
+    `budget_seconds`, no trial starts once the trials so far have taken that long."""
+
+    budget_seconds: float | None = None
+    spent_seconds: float = 0.0
 
     def __init__(
         self,
@@ -96,7 +100,9 @@ class Searcher:
         sampled_negatives: int = 0,
         sampled_per_user: int = 3,
         on_trial: Callable[[Trial], None] | None = None,
+        budget_seconds: float | None = None,
     ) -> None:
+        self.budget_seconds = budget_seconds
         if sampled_negatives:
             # Mirror the NCF protocol: a held-out item against sampled negatives. Up to three
             # items per user instead of one: with one, the validation NDCG of ML-1M's 6,040 users
@@ -121,6 +127,16 @@ class Searcher:
         name = "ndcg" if self.validation.sampled is not None else self.validation.metric
         return f"{name}@{self.validation.k}"
 
+    stopped_by_budget: bool = False
+
+    def may_start(self) -> bool:
+        """Whether another trial fits in the budget; the first refusal is remembered (the
+        selection reports that the search was cut short)."""
+        if self.budget_seconds is not None and self.spent_seconds >= self.budget_seconds:
+            self.stopped_by_budget = True
+            return False
+        return True
+
     def score(self, params: AlsParams, race: Trial | None = None, race_from: int = 6) -> Trial:
         """Fit `params` from scratch and score it on the validation holdout, racing `race` from
         iteration `race_from` on. Repeated candidates are fitted once."""
@@ -141,6 +157,7 @@ class Searcher:
         )
         self._cache[key] = trial
         self.trials.append(trial)
+        self.spent_seconds += trial.seconds
         if self._on_trial:
             self._on_trial(trial)
         return trial
@@ -157,6 +174,7 @@ class Selection:
     params: AlsParams
     trials: list[Trial] = field(default_factory=list)
     metric: str = ""
+    stopped_by_budget: bool = False  # the time budget ended the search before its last step
 
 
 def sample_negatives(train: sp.csr_matrix, test: sp.csr_matrix, n: int, seed: int = 0) -> SampledHoldout:
@@ -215,6 +233,8 @@ def auto_select(
 
     def consider(params: AlsParams) -> bool:
         nonlocal best
+        if not searcher.may_start():
+            return False
         trial = searcher.score(params, race=best)
         if trial.score > best.score:
             best = trial
@@ -267,7 +287,7 @@ def auto_select(
     chosen = best.params
     if "iterations" not in pinned:
         chosen = replace(chosen, iterations=max(best.best_iteration, 1))
-    return Selection(chosen, list(searcher.trials), searcher.metric_name)
+    return Selection(chosen, list(searcher.trials), searcher.metric_name, searcher.stopped_by_budget)
 
 
 def _grow(searcher: Searcher, incumbent: Trial, pinned: set[str], max_factors: int) -> Trial:
@@ -281,11 +301,13 @@ def _grow(searcher: Searcher, incumbent: Trial, pinned: set[str], max_factors: i
     while it wins."""
     steps = (1.0,) if "regularization" in pinned else SIZE_REG_STEPS
     frontier = incumbent
-    while frontier.params.factors * 2 <= max_factors:
+    while frontier.params.factors * 2 <= max_factors and searcher.may_start():
         tried: list[Trial] = []
         for step in steps:
+            if tried and not searcher.may_start():
+                break
             tried.append(_doubled(searcher, frontier, frontier.params.regularization * step, tried))
-        while len(steps) > 1 and max(tried, key=lambda t: t.score) is tried[-1]:
+        while len(steps) > 1 and max(tried, key=lambda t: t.score) is tried[-1] and searcher.may_start():
             tried.append(_doubled(searcher, frontier, tried[-1].params.regularization * steps[-1], tried))
         best = max(tried, key=lambda t: t.score)
         if best.score < frontier.score * (1.0 + STEP_GAIN):

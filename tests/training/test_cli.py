@@ -66,6 +66,35 @@ def test_train_by_default_chooses_its_parameters_on_validation(tmp_path, synthet
     assert len(manifest["metrics"]["selection"]) >= 8
 
 
+def test_a_spent_search_budget_keeps_the_best_trial_so_far_and_says_so(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "-i",
+            str(inter),
+            "--artifacts",
+            str(tmp_path),
+            "--factors",
+            "8",
+            "--search-seconds",
+            "0.001",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "search budget of 0.001s spent after 1 trials" in result.output
+    metrics = json.loads((tmp_path / "als_v1" / "metrics.json").read_text())
+    assert metrics["selection_stopped_by_budget"] is True
+    assert len(metrics["selection"]) == 1
+
+
+def test_a_search_budget_must_be_positive(tmp_path, synthetic_files) -> None:
+    inter, _ = synthetic_files
+    result = runner.invoke(app, ["train", "-i", str(inter), "--search-seconds", "0"])
+    assert result.exit_code == 2 and "--search-seconds / RECSYS_SEARCH_SECONDS: " in result.output
+
+
 def test_environment_variables_set_options(tmp_path, synthetic_files, monkeypatch) -> None:
     inter, _ = synthetic_files
     monkeypatch.setenv("RECSYS_FACTORS", "12")

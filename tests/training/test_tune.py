@@ -178,3 +178,49 @@ def test_of_sizes_within_half_a_percent_the_smallest_is_kept() -> None:
     selection = auto_select(ScriptedSearcher(score), replace(BASE, factors=64), binary_data=True)
     assert {t.params.factors for t in selection.trials} == {64, 128, 256, 512}
     assert selection.params.factors == 256
+
+
+class TimedScriptedSearcher(ScriptedSearcher):
+    """The scripted landscape where every new trial takes one second of the budget."""
+
+    def __init__(self, landscape, budget_seconds) -> None:
+        super().__init__(landscape)
+        self.budget_seconds = budget_seconds
+        self.spent_seconds = 0.0
+        self.stopped_by_budget = False
+
+    def score(self, params, race=None, race_from=6):
+        before = len(self.trials)
+        trial = super().score(params, race, race_from)
+        self.spent_seconds += len(self.trials) - before
+        return trial
+
+
+def test_a_time_budget_stops_the_search_and_keeps_the_best_trial_so_far() -> None:
+    searcher = TimedScriptedSearcher(landscape(256, 0.03), budget_seconds=5.0)
+    selection = auto_select(searcher, replace(BASE, factors=64), binary_data=True)
+    assert len(selection.trials) == 5
+    assert selection.stopped_by_budget
+    best = max(selection.trials, key=lambda t: t.score)
+    assert selection.params == replace(best.params, iterations=best.best_iteration)
+    assert selection.params.factors == 64  # the size is grown last, and the budget ran out first
+
+
+def test_a_budget_the_whole_search_fits_in_changes_nothing() -> None:
+    unlimited = auto_select(
+        ScriptedSearcher(landscape(256, 0.03)), replace(BASE, factors=64), binary_data=True
+    )
+    roomy = auto_select(
+        TimedScriptedSearcher(landscape(256, 0.03), budget_seconds=1000.0),
+        replace(BASE, factors=64),
+        binary_data=True,
+    )
+    assert roomy.params == unlimited.params and len(roomy.trials) == len(unlimited.trials)
+    assert not roomy.stopped_by_budget and not unlimited.stopped_by_budget
+
+
+def test_a_spent_budget_still_fits_the_first_candidate(searcher) -> None:
+    s = Searcher(searcher, every=3, budget_seconds=1e-9)
+    selection = auto_select(s, BASE, pinned={"scaling", "factors"})
+    assert len(selection.trials) == 1 and selection.stopped_by_budget
+    assert selection.params == replace(BASE, iterations=selection.trials[0].best_iteration)
