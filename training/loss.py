@@ -98,9 +98,14 @@ def als_loss(pairs: LossPairs, users: np.ndarray, items: np.ndarray, regularizat
     some_users = users if pairs.user_rows is None else users[pairs.user_rows]
     unobserved = float(np.einsum("ij,ij->", some_users @ gram, some_users, dtype=np.float64))
     unobserved *= len(users) / len(some_users)
-    norms = float(np.einsum("ij,ij->", users, users, dtype=np.float64)) + float(
-        np.einsum("ij,ij->", items, items, dtype=np.float64)
-    )
+    norms = _squared_norm(users) + _squared_norm(items)
     n_users, n_items = pairs.shape
     numerator = pairs.total_confidence + per_pair + unobserved + regularization * norms
     return numerator / (pairs.total_confidence + n_users * n_items - pairs.nnz)
+
+
+def _squared_norm(vectors: np.ndarray) -> float:
+    """Sum of squares: each row in float32, the rows summed in float64. Asking einsum for a float64
+    result casts the whole matrix first (220 MB and 35 ms an iteration for Amazon Sports at 512
+    factors); a row's few hundred terms lose nothing in float32."""
+    return float(np.einsum("ij,ij->i", vectors, vectors).sum(dtype=np.float64))

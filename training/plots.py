@@ -136,13 +136,14 @@ def plot_embeddings(user_factors: Any, item_factors: Any, popularity: Any, path:
         ax.set_title(f"{name}: vector norms (median {np.median(values):.3g})")
         ax.set_xlabel("norm")
         ax.set_ylabel("count")
-    # Components from (and points drawn for) at most 10,000 items: the picture is the same and
-    # the SVD stays a fraction of a second at 512 factors.
+    # Components from (and points drawn for) at most 10,000 items: the picture is the same. They
+    # are the top eigenvectors of the factors x factors covariance, the same directions as an SVD
+    # of the items (up to sign) at a tenth of its cost: 0.1 s instead of 1 s at 512 factors.
     shown = np.random.default_rng(0).permutation(len(item_factors))[:10_000]
     items = np.asarray(item_factors, np.float64)[shown]
     centred = items - items.mean(axis=0)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ components[:2].T
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    xy = centred @ vectors[:, ::-1][:, :2]
     counts = np.asarray(popularity, np.float64)[shown]
     order = np.argsort(counts)  # popular items drawn last, on top
     points = projection.scatter(xy[order, 0], xy[order, 1], c=np.log1p(counts[order]), s=3, cmap="viridis")
