@@ -19,9 +19,9 @@ from 30 to 2,560 and the best size from 64 to 512 factors, the L2 rising with al
    it beats 64 factors by more than MIN_GAIN.
 
 Every trial after the first races the incumbent: a fit that trails the incumbent's validation
-curve by more than 2% at two checkpoints in a row (from the 6th sweep; the 10th for a larger
-size, which starts slower, racing the best curve at its size or below) is stopped there, so a
-loser costs a few sweeps, not a whole fit.
+curve by more than 2% at two checkpoints in a row (from the 6th sweep; a larger size races the
+smaller model, which it trails at first, from the 10th, and its sibling at the same size from
+the 6th) is stopped there, so a loser costs a few sweeps, not a whole fit.
 Warm-starting trials from the incumbent's factors was tried and dropped: a few sweeps from a
 neighbour's fixed point score like the neighbour, the search drifted to extreme values, and on
 Amazon Sports the model it chose scored 7% under the seed's settings. Pinned parameters are
@@ -325,13 +325,21 @@ def _grow(searcher: Searcher, incumbent: Trial, pinned: set[str], max_factors: i
 
 
 def _doubled(searcher: Searcher, previous: Trial, regularization: float, same_size: list[Trial]) -> Trial:
-    """`previous` at twice the factors and the given L2. It races the best curve known so far:
-    the smaller model's, or a sibling at this size that beat it (on Amazon Beauty the second L2
-    at 256 factors ran 19 sweeps, within 2% of the 128-factor curve, while 5-10% behind its
-    sibling's; racing the sibling stops such a fit at the 12th)."""
+    """`previous` at twice the factors and the given L2, raced against the best curves known.
+
+    A larger model trails a smaller one at first, so against `previous` the race waits for the
+    10th sweep. A sibling at the same size starts no faster than the candidate, so once one
+    exists the race begins at the 6th sweep against the best sibling, the smaller model's curve
+    joining from the 10th. On Amazon Beauty the second L2 at 128 and 256 factors had run 12 and
+    10 sweeps against the smaller model alone, 5-10% behind its sibling; this stops them at the
+    8th."""
     params = replace(previous.params, factors=previous.params.factors * 2, regularization=regularization)
-    race = max([previous, *same_size], key=lambda t: t.score)
-    return searcher.score(params, race=race, race_from=GROWTH_RACE_FROM)
+    if not same_size:
+        return searcher.score(params, race=previous, race_from=GROWTH_RACE_FROM)
+    sibling = max(same_size, key=lambda t: t.score)
+    later = tuple((max(it, GROWTH_RACE_FROM), value) for it, value in previous.curve)
+    race = replace(sibling, curve=tuple(sorted(sibling.curve + later)))
+    return searcher.score(params, race=race, race_from=6)
 
 
 def grid(

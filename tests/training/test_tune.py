@@ -8,7 +8,16 @@ from training.confidence import Scaling
 from training.dataset import build_dataset
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.interaction_log import from_table
-from training.tune import ALPHA_LADDER, DISCOUNT_LADDER, MIN_GAIN, REG_LADDER, Searcher, Trial, auto_select
+from training.tune import (
+    ALPHA_LADDER,
+    DISCOUNT_LADDER,
+    GROWTH_RACE_FROM,
+    MIN_GAIN,
+    REG_LADDER,
+    Searcher,
+    Trial,
+    auto_select,
+)
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +233,37 @@ def test_a_spent_budget_still_fits_the_first_candidate(searcher) -> None:
     selection = auto_select(s, BASE, pinned={"scaling", "factors"})
     assert len(selection.trials) == 1 and selection.stopped_by_budget
     assert selection.params == replace(BASE, iterations=selection.trials[0].best_iteration)
+
+
+class RacingRecorder(ScriptedSearcher):
+    """The scripted landscape, remembering the curve each trial raced and from which sweep."""
+
+    def __init__(self, landscape) -> None:
+        super().__init__(landscape)
+        self.races: dict[AlsParams, tuple[Trial | None, int]] = {}
+
+    def score(self, params, race=None, race_from=6):
+        self.races.setdefault(params, (race, race_from))
+        return super().score(params, race, race_from)
+
+
+def test_a_larger_size_races_its_best_sibling_from_sweep_6_and_the_smaller_model_from_10() -> None:
+    recorder = RacingRecorder(landscape(256, 0.03))
+    auto_select(recorder, replace(BASE, factors=64), binary_data=True)
+    grown = [p for p in recorder.races if p.factors > 64]
+    assert len({p.factors for p in grown}) >= 2
+    for params in grown:
+        race, race_from = recorder.races[params]
+        same_size = [t for t in recorder.trials if t.params.factors == params.factors]
+        before = same_size[: [t.params for t in same_size].index(params)]
+        smaller = max(
+            (t for t in recorder.trials if t.params.factors == params.factors // 2), key=lambda t: t.score
+        )
+        if not before:
+            assert race is smaller and race_from == GROWTH_RACE_FROM
+            continue
+        sibling = max(before, key=lambda t: t.score)
+        assert race_from == 6 and race.params == sibling.params
+        # The sibling's curve as it is; the smaller model's counts only from the 10th sweep on.
+        moved = {(max(it, GROWTH_RACE_FROM), value) for it, value in smaller.curve}
+        assert set(race.curve) == set(sibling.curve) | moved
