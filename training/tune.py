@@ -86,6 +86,7 @@ class Searcher:
 
     budget_seconds: float | None = None
     spent_seconds: float = 0.0
+    stopped_by_budget: bool = False
 
     def __init__(
         self,
@@ -126,8 +127,6 @@ class Searcher:
     def metric_name(self) -> str:
         name = "ndcg" if self.validation.sampled is not None else self.validation.metric
         return f"{name}@{self.validation.k}"
-
-    stopped_by_budget: bool = False
 
     def may_start(self) -> bool:
         """Whether another trial fits in the budget; the first refusal is remembered (the
