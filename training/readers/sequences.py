@@ -33,9 +33,19 @@ def looks_like_sequences(path: Path) -> bool:
 
 
 def sequence_file(folder: Path) -> Path | None:
-    """The one sequence file of a folder (Beauty.txt, Sports_and_Outdoors.txt), if it has one."""
+    """The one sequence file of a folder (Beauty.txt, Sports_and_Outdoors.txt), if it has one.
+
+    Several are refused rather than guessed between: the published LightGCN and KGAT splits keep
+    `train.txt` beside `test.txt` in one folder, and training on both would leak the test set.
+    """
     found = [p for p in sorted(folder.glob("*.txt")) if looks_like_sequences(p)]
-    return found[0] if len(found) == 1 else None
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        example = next((p for p in found if "train" in p.name.lower()), found[0])
+        raise TrainingInputError(
+            f"{folder}: {len(found)} sequence files ({names}); pass the one to train on, e.g. -i {example}."
+        )
+    return found[0] if found else None
 
 
 def read_sequences(path: Path) -> pa.Table:

@@ -45,6 +45,17 @@ def test_a_folder_with_one_sequence_file_is_read_like_the_file(tmp_path) -> None
     assert len(read_interactions(str(tmp_path), {})) == 4
 
 
+def test_a_folder_with_a_train_and_a_test_sequence_file_names_both_instead_of_reading_both(
+    tmp_path,
+) -> None:
+    (tmp_path / "train.txt").write_text("1 10 11\n2 10 12\n")
+    (tmp_path / "test.txt").write_text("1 12\n2 11\n")
+    refusal = r"2 sequence files \(test.txt, train.txt\); pass the one .* -i .*train.txt"
+    with pytest.raises(TrainingInputError, match=refusal):
+        read_interactions(str(tmp_path), {})
+    assert len(read_interactions(str(tmp_path / "train.txt"), {})) == 4
+
+
 def test_a_user_without_items_is_a_clear_error(tmp_path) -> None:
     path = tmp_path / "seq.txt"
     path.write_text("1 10 11\n2\n")
