@@ -111,12 +111,11 @@ def test_the_size_doubles_while_it_wins_with_regularisation_rising_with_it() -> 
     )
     assert selection.params.factors == 256
     at_64 = max((t for t in selection.trials if t.params.factors == 64), key=lambda t: t.score)
-    rise = selection.params.regularization / at_64.params.regularization
-    # The landscape's best L2 at 256 factors is 16 x 81; the walk in sqrt(3) steps from the 10
-    # the 64-factor ladder found lands within half a step of it (the x3 walk it replaced ended
-    # at 810, 1.6x under it).
+    # The landscape's best L2 at 256 factors is 16 x 81; the walk in sqrt(3) steps from the
+    # 64-factor winner lands within half a step of it (the x3 walk it replaced ended at 810 from
+    # that winner's 10, 1.6x under it).
+    assert at_64.params.regularization == 10.0
     assert abs(math.log(selection.params.regularization / (16.0 * 81))) <= math.log(3.0**0.25)
-    assert rise > 27
     assert selection.params.alpha == 16.0
     assert {t.params.factors for t in selection.trials} == {64, 128, 256, 512}
 
