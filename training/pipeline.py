@@ -29,7 +29,16 @@ from training.readers.movielens import read_ncf
 from training.settings import TrainSettings
 from training.splits import split
 from training.tier_eval import TierReport, evaluate_tiers
-from training.tune import SEARCHED, START_FACTORS, Searcher, Selection, Trial, auto_select, is_binary
+from training.tune import (
+    SEARCHED,
+    START_FACTORS,
+    Searcher,
+    Selection,
+    Trial,
+    auto_select,
+    is_binary,
+    search_fit_part,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -139,7 +148,7 @@ def choose_params(
 
     searcher = Searcher(
         train,
-        seed=settings.seed + 1,
+        seed=search_seed(settings),
         every=settings.validate_every,
         sampled_negatives=sampled_negatives,
         on_trial=report,
@@ -154,6 +163,12 @@ def choose_params(
             f"({searcher.spent_seconds:.1f}s): keeping the best so far"
         )
     return selection
+
+
+def search_seed(settings: TrainSettings) -> int:
+    """The seed of the search's validation holdout: one place, so that a pinned configuration
+    can be fitted on exactly the data a searched winner was (`holdout_metrics`)."""
+    return settings.seed + 1
 
 
 def selection_summary(selection: Selection) -> dict[str, Any]:
@@ -223,8 +238,17 @@ def holdout_metrics(
     trials_out: list[Trial],
     progress: Progress = _quiet,
     engine: AlsEngine | None = None,
+    *,
+    reuse_search_fit: bool = False,
 ) -> tuple[dict[str, Any], AlsParams, AlsResult]:
-    """Split, choose parameters on the training part, fit, and score ALS and popularity."""
+    """Split, choose parameters on the training part, fit, and score ALS and popularity.
+
+    By default the chosen model is fitted again on the whole training part, so the figure is
+    the one a model trained on everything but the test would reach (`recsys evaluate`). With
+    `reuse_search_fit` (what `train` does, before its refit on all data) the score is the
+    search's own winner, fitted on the training part less its validation holdout, as in a
+    textbook train / validation / test protocol: one whole fit saved. A pinned configuration is
+    then fitted on that same part, so `--seed-defaults` and the default still compare."""
     engine = engine or ImplicitEngine()
     parts = split(
         dataset.matrix,
@@ -236,10 +260,15 @@ def holdout_metrics(
     selection = engine.select(parts.train, settings, progress)
     chosen = selection.params
     trials_out.extend(selection.trials)
-    # Fitted again on the whole training part rather than scoring the search's winner, which saw
-    # 10% less (its validation holdout): `--seed-defaults` and pinned values are scored on the
-    # same data, so the figures compare.
-    result = engine.fit(parts.train, chosen)
+    if not reuse_search_fit:
+        fit_part = parts.train
+        result = engine.fit(fit_part, chosen)
+    elif selection.fitted is not None:
+        fit_part = search_fit_part(parts.train, search_seed(settings))
+        result = selection.fitted
+    else:
+        fit_part = search_fit_part(parts.train, search_seed(settings))
+        result = engine.fit(fit_part, chosen)
     reference = result.item_factors  # diversity of both lists measured in the same space
     als = evaluate_lists(result.user_factors, reference, parts.train, parts.test, reference, k=settings.k)
     pop_u, pop_i = popularity_factors(parts.train)
@@ -249,6 +278,7 @@ def holdout_metrics(
         "test_fraction": settings.test_split,
         "train_pairs": int(parts.train.nnz),
         "test_pairs": int(parts.test.nnz),
+        "model_fit_pairs": int(fit_part.nnz),  # what the scored ALS model saw
         "als": als,
         "popularity": pop,
     }
@@ -276,7 +306,9 @@ def train(
     t0 = time.perf_counter()
     if settings.test_split > 0:
         progress(f"evaluating on a {settings.split} {settings.test_split:.0%} holdout")
-        metrics, params, result = holdout_metrics(dataset, settings, trials, progress, engine)
+        metrics, params, result = holdout_metrics(
+            dataset, settings, trials, progress, engine, reuse_search_fit=True
+        )
         timings["holdout"] = time.perf_counter() - t0
     else:
         selection = engine.select(dataset.matrix, settings, progress)

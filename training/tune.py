@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from training.als import AlsParams, SampledHoldout, Validation, fit_als
+from training.als import AlsParams, AlsResult, SampledHoldout, Validation, fit_als
 from training.confidence import Scaling
 from training.splits import SplitKind, split, validation_split
 
@@ -51,6 +51,7 @@ SIZE_REG_STEPS = (1.0, 3.0**0.5)  # L2 of a doubled model, relative to the previ
 MIN_GAIN = 0.01  # relative validation gain a larger model must show over 64 factors to be kept
 STEP_GAIN = 0.005  # relative gain of one doubling over the last that makes the next one worth trying
 GROWTH_RACE_FROM = 10  # a larger model starts slower: it races the incumbent only from here
+VALIDATION_FRACTION = 0.1  # of each user's positives, held out to score the trials
 SEARCHED = ("factors", "regularization", "alpha", "scaling", "popularity_discount", "iterations")
 
 
@@ -80,9 +81,19 @@ class Trial:
         }
 
 
+def search_fit_part(train: sp.csr_matrix, seed: int) -> sp.csr_matrix:
+    """What a `Searcher(train, seed=seed)` fits its trials on: `train` less the validation
+    holdout. A pinned configuration fitted here is scored on the same data as a searched one."""
+    return validation_split(train, VALIDATION_FRACTION, seed=seed).train
+
+
 class Searcher:
     """Fits candidates on one fixed train/validation split and remembers every trial. With a
-    `budget_seconds`, no trial starts once the trials so far have taken that long."""
+    `budget_seconds`, no trial starts once the trials so far have taken that long.
+
+    The fitted vectors of the best trial of each size are kept (a handful of copies, one per
+    size): the search can only end on one of them, and handing the winner over as fitted saves
+    the caller a whole fit of the chosen model on the same data (`Selection.fitted`)."""
 
     budget_seconds: float | None = None
     spent_seconds: float = 0.0
@@ -93,7 +104,7 @@ class Searcher:
         train: sp.csr_matrix,
         *,
         seed: int = 7,
-        validation_fraction: float = 0.1,
+        validation_fraction: float = VALIDATION_FRACTION,
         max_users: int = 3000,
         every: int = 2,
         k: int = 20,
@@ -121,6 +132,7 @@ class Searcher:
         )
         self.trials: list[Trial] = []
         self._cache: dict[AlsParams, Trial] = {}
+        self._best_fit_per_size: dict[int, tuple[Trial, AlsResult]] = {}
         self._on_trial = on_trial
 
     @property
@@ -156,6 +168,9 @@ class Searcher:
         )
         self._cache[key] = trial
         self.trials.append(trial)
+        kept = self._best_fit_per_size.get(params.factors)
+        if kept is None or trial.score > kept[0].score:
+            self._best_fit_per_size[params.factors] = (trial, result)
         self.spent_seconds += trial.seconds
         if self._on_trial:
             self._on_trial(trial)
@@ -163,6 +178,12 @@ class Searcher:
 
     def best(self) -> Trial:
         return max(self.trials, key=lambda t: t.score)
+
+    def fitted(self, trial: Trial) -> AlsResult | None:
+        """`trial`'s vectors at its best iteration, when it is the best of its size (None for
+        any other trial: their vectors were not kept)."""
+        kept = self._best_fit_per_size.get(trial.params.factors)
+        return kept[1] if kept is not None and kept[0] is trial else None
 
 
 @dataclass
@@ -174,6 +195,9 @@ class Selection:
     trials: list[Trial] = field(default_factory=list)
     metric: str = ""
     stopped_by_budget: bool = False  # the time budget ended the search before its last step
+    # The winner as the search fitted it (on the training part less the validation holdout, at
+    # the chosen iteration); None when nothing was searched.
+    fitted: AlsResult | None = None
 
 
 def sample_negatives(train: sp.csr_matrix, test: sp.csr_matrix, n: int, seed: int = 0) -> SampledHoldout:
@@ -286,7 +310,14 @@ def auto_select(
     chosen = best.params
     if "iterations" not in pinned:
         chosen = replace(chosen, iterations=max(best.best_iteration, 1))
-    return Selection(chosen, list(searcher.trials), searcher.metric_name, searcher.stopped_by_budget)
+    fitted = searcher.fitted(best)
+    return Selection(
+        chosen,
+        list(searcher.trials),
+        searcher.metric_name,
+        searcher.stopped_by_budget,
+        fitted=None if fitted is None else replace(fitted, params=chosen),
+    )
 
 
 def _grow(searcher: Searcher, incumbent: Trial, pinned: set[str], max_factors: int) -> Trial:

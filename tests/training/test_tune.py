@@ -72,6 +72,7 @@ class ScriptedSearcher(Searcher):
     def __init__(self, landscape) -> None:
         self.trials = []
         self._cache = {}
+        self._best_fit_per_size = {}
         self._on_trial = None
         self.landscape = landscape
 
@@ -271,3 +272,16 @@ def test_a_larger_size_races_its_best_sibling_from_sweep_6_and_the_smaller_model
         # The sibling's curve as it is; the smaller model's counts only from the 10th sweep on.
         moved = {(max(it, GROWTH_RACE_FROM), value) for it, value in smaller.curve}
         assert set(race.curve) == set(sibling.curve) | moved
+
+
+def test_only_the_best_trial_of_each_size_keeps_its_vectors_and_the_winner_is_handed_over(searcher) -> None:
+    s = Searcher(searcher, every=3)
+    selection = auto_select(s, BASE, pinned={"scaling"}, max_factors=16)
+    assert selection.fitted is not None
+    assert selection.fitted.params == selection.params
+    assert selection.fitted.user_factors.shape == (searcher.shape[0], selection.params.factors)
+    for size in {t.params.factors for t in selection.trials}:
+        same = [t for t in selection.trials if t.params.factors == size]
+        best = max(same, key=lambda t: t.score)
+        assert s.fitted(best) is not None
+        assert all(s.fitted(t) is None for t in same if t is not best)
