@@ -52,6 +52,9 @@ MIN_GAIN = 0.01  # relative validation gain a larger model must show over 64 fac
 STEP_GAIN = 0.005  # relative gain of one doubling over the last that makes the next one worth trying
 GROWTH_RACE_FROM = 10  # a larger model starts slower: it races the incumbent only from here
 VALIDATION_FRACTION = 0.1  # of each user's positives, held out to score the trials
+# A size whose best trails the best trial by more than this can no longer be chosen (neither
+# MIN_GAIN nor STEP_GAIN reaches that far), so its kept vectors are freed.
+KEEP_FITS_WITHIN = max(MIN_GAIN, STEP_GAIN)
 SEARCHED = ("factors", "regularization", "alpha", "scaling", "popularity_discount", "iterations")
 
 
@@ -91,9 +94,10 @@ class Searcher:
     """Fits candidates on one fixed train/validation split and remembers every trial. With a
     `budget_seconds`, no trial starts once the trials so far have taken that long.
 
-    The fitted vectors of the best trial of each size are kept (a handful of copies, one per
-    size): the search can only end on one of them, and handing the winner over as fitted saves
-    the caller a whole fit of the chosen model on the same data (`Selection.fitted`)."""
+    The fitted vectors of the best trial of each size are kept while that size can still be
+    chosen (within KEEP_FITS_WITHIN of the best trial): the search can only end on one of them,
+    and handing the winner over as fitted saves the caller a whole fit of the chosen model on
+    the same data (`Selection.fitted`). At most one copy per size, usually two or three."""
 
     budget_seconds: float | None = None
     spent_seconds: float = 0.0
@@ -171,6 +175,10 @@ class Searcher:
         kept = self._best_fit_per_size.get(params.factors)
         if kept is None or trial.score > kept[0].score:
             self._best_fit_per_size[params.factors] = (trial, result)
+        top = self.best().score
+        for size, (best_of_size, _) in list(self._best_fit_per_size.items()):
+            if best_of_size.score * (1.0 + KEEP_FITS_WITHIN) < top:
+                del self._best_fit_per_size[size]
         self.spent_seconds += trial.seconds
         if self._on_trial:
             self._on_trial(trial)
@@ -180,8 +188,8 @@ class Searcher:
         return max(self.trials, key=lambda t: t.score)
 
     def fitted(self, trial: Trial) -> AlsResult | None:
-        """`trial`'s vectors at its best iteration, when it is the best of its size (None for
-        any other trial: their vectors were not kept)."""
+        """`trial`'s vectors at its best iteration, when it is the best of its size and still
+        within reach of the best trial (None otherwise: those vectors were not kept)."""
         kept = self._best_fit_per_size.get(trial.params.factors)
         return kept[1] if kept is not None and kept[0] is trial else None
 

@@ -12,6 +12,7 @@ from training.tune import (
     ALPHA_LADDER,
     DISCOUNT_LADDER,
     GROWTH_RACE_FROM,
+    KEEP_FITS_WITHIN,
     MIN_GAIN,
     REG_LADDER,
     Searcher,
@@ -274,14 +275,27 @@ def test_a_larger_size_races_its_best_sibling_from_sweep_6_and_the_smaller_model
         assert set(race.curve) == set(sibling.curve) | moved
 
 
-def test_only_the_best_trial_of_each_size_keeps_its_vectors_and_the_winner_is_handed_over(searcher) -> None:
+def test_only_sizes_that_can_still_be_chosen_keep_their_best_vectors_and_the_winner_is_handed_over(
+    searcher,
+) -> None:
     s = Searcher(searcher, every=3)
-    selection = auto_select(s, BASE, pinned={"scaling"}, max_factors=16)
+    selection = auto_select(s, BASE, pinned={"scaling"}, max_factors=32)
     assert selection.fitted is not None
     assert selection.fitted.params == selection.params
     assert selection.fitted.user_factors.shape == (searcher.shape[0], selection.params.factors)
+    top = max(t.score for t in selection.trials)
     for size in {t.params.factors for t in selection.trials}:
         same = [t for t in selection.trials if t.params.factors == size]
         best = max(same, key=lambda t: t.score)
-        assert s.fitted(best) is not None
+        in_reach = best.score * (1.0 + KEEP_FITS_WITHIN) >= top
+        assert (s.fitted(best) is not None) == in_reach
         assert all(s.fitted(t) is None for t in same if t is not best)
+
+
+def test_a_size_that_falls_out_of_reach_of_the_best_frees_its_vectors(searcher) -> None:
+    s = Searcher(searcher, every=3)
+    flat = s.score(replace(BASE, factors=16, regularization=1e5))  # the penalty flattens it
+    assert s.fitted(flat) is not None  # the best so far: it could still be chosen
+    good = s.score(BASE)
+    assert good.score > flat.score * (1.0 + KEEP_FITS_WITHIN)
+    assert s.fitted(flat) is None and s.fitted(good) is not None
