@@ -45,7 +45,8 @@ def plot_training_curve(
     loss_label: str = "training loss",
     validation_label: str = "validation",
 ) -> Path | None:
-    """Loss per iteration (left axis) and the validation metric where measured (right axis)."""
+    """Loss per iteration (left axis) and the validation metric where measured (right axis, or
+    the only axis for a fit that recorded no loss: the search's winner kept by `--no-refit`)."""
     losses = [(h.iteration, h.loss) for h in history if h.loss is not None]
     vals = [(h.iteration, h.validation_score) for h in history if h.validation_score is not None]
     if not losses and not vals:
@@ -58,7 +59,7 @@ def plot_training_curve(
     ax.set_xlabel("iteration")
     ax.grid(alpha=0.3)
     if vals:
-        ax2 = ax.twinx()
+        ax2 = ax.twinx() if losses else ax
         ax2.plot([i for i, _ in vals], [v for _, v in vals], marker="s", color="tab:orange")
         ax2.set_ylabel(validation_label, color="tab:orange")
     ax.set_title(title)
