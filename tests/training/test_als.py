@@ -90,6 +90,17 @@ def test_a_fit_trailing_the_incumbent_stops_as_a_loser(synthetic_split) -> None:
     assert [h.iteration for h in raced.history][-1] == 8  # behind at 6 and 8: stopped there
 
 
+def test_no_progress_stops_a_challenger_only_from_the_incumbents_best_iteration(synthetic_split) -> None:
+    holdout = validation_split(synthetic_split.train, 0.1, seed=1)
+    params = AlsParams(factors=16, regularization=1.0, alpha=4.0, iterations=30, calculate_loss=False)
+    # A tolerance no checkpoint can clear: every checkpoint after the first counts as no progress.
+    stalled = Validation(holdout.test, patience=2, tolerance=10.0)
+    assert [h.iteration for h in fit_als(holdout.train, params, validation=stalled).history][-1] == 6
+    patient = replace(stalled, patience_from=19)
+    history = fit_als(holdout.train, params, validation=patient).history
+    assert [h.iteration for h in history][-1] == 19  # checkpoints 15 and 19 were both without progress
+
+
 def test_a_fit_under_half_the_incumbent_stops_at_the_fourth_sweep(synthetic_split) -> None:
     holdout = validation_split(synthetic_split.train, 0.1, seed=1)
     params = AlsParams(factors=16, regularization=1.0, alpha=4.0, iterations=30, calculate_loss=False)

@@ -81,7 +81,7 @@ class ScriptedSearcher(Searcher):
     def metric_name(self) -> str:
         return "recall@20"
 
-    def score(self, params, race=None, race_from=6):
+    def score(self, params, race=None, race_from=6, patience_from=0):
         key = replace(params, calculate_loss=False)
         if key not in self._cache:
             self._cache[key] = Trial(params, self.landscape(params), 10, 0.0, ((10, self.landscape(params)),))
@@ -182,7 +182,7 @@ def test_a_sampled_protocol_searcher_validates_on_up_to_three_items_per_user(sea
     assert 0.0 < trial.score <= 1.0
 
 
-def test_of_sizes_within_half_a_percent_the_smallest_is_kept() -> None:
+def test_of_larger_sizes_the_best_on_validation_is_kept_even_within_half_a_percent() -> None:
     gains = {64: 1.0, 128: 1.015, 256: 1.03, 512: 1.032, 1024: 0.95}
     base = landscape(64, 0.0)
 
@@ -192,7 +192,7 @@ def test_of_sizes_within_half_a_percent_the_smallest_is_kept() -> None:
 
     selection = auto_select(ScriptedSearcher(score), replace(BASE, factors=64), binary_data=True)
     assert {t.params.factors for t in selection.trials} == {64, 128, 256, 512}
-    assert selection.params.factors == 256
+    assert selection.params.factors == 512  # 0.2% over 256: within the noise, kept anyway
 
 
 class TimedScriptedSearcher(ScriptedSearcher):
@@ -204,9 +204,9 @@ class TimedScriptedSearcher(ScriptedSearcher):
         self.spent_seconds = 0.0
         self.stopped_by_budget = False
 
-    def score(self, params, race=None, race_from=6):
+    def score(self, params, race=None, race_from=6, patience_from=0):
         before = len(self.trials)
-        trial = super().score(params, race, race_from)
+        trial = super().score(params, race, race_from, patience_from)
         self.spent_seconds += len(self.trials) - before
         return trial
 
@@ -247,10 +247,12 @@ class RacingRecorder(ScriptedSearcher):
     def __init__(self, landscape) -> None:
         super().__init__(landscape)
         self.races: dict[AlsParams, tuple[Trial | None, int]] = {}
+        self.patience_from: dict[AlsParams, int] = {}
 
-    def score(self, params, race=None, race_from=6):
+    def score(self, params, race=None, race_from=6, patience_from=0):
         self.races.setdefault(params, (race, race_from))
-        return super().score(params, race, race_from)
+        self.patience_from.setdefault(params, patience_from)
+        return super().score(params, race, race_from, patience_from)
 
 
 def test_a_larger_size_races_its_best_sibling_from_sweep_6_and_the_smaller_model_from_10() -> None:
@@ -299,3 +301,28 @@ def test_a_size_that_falls_out_of_reach_of_the_best_frees_its_vectors(searcher) 
     good = s.score(BASE)
     assert good.score > flat.score * (1.0 + KEEP_FITS_WITHIN)
     assert s.fitted(flat) is None and s.fitted(good) is not None
+
+
+def test_a_larger_size_is_not_stopped_for_a_lack_of_progress_before_the_smaller_models_peak(
+    searcher,
+) -> None:
+    s = Searcher(searcher, every=2)
+    s.validation = replace(s.validation, tolerance=10.0)  # no checkpoint counts as progress
+    checkpoints = (2, 4, 6, 8, 10, 12, 15, 19)
+    smaller = Trial(BASE, 0.0, 19, 0.0, tuple((it, 0.0) for it in checkpoints))  # never ahead
+    trial = s.score(replace(BASE, iterations=30), race=smaller, patience_from=19)
+    assert not trial.lost_race
+    assert trial.curve[-1][0] == 19
+    plain = s.score(replace(BASE, iterations=29), race=smaller)
+    assert plain.curve[-1][0] == 6
+
+
+def test_only_growth_trials_wait_for_the_smaller_models_peak() -> None:
+    recorder = RacingRecorder(landscape(256, 0.03))
+    auto_select(recorder, replace(BASE, factors=64), binary_data=True)
+    for params, waited in recorder.patience_from.items():
+        if params.factors == 64:
+            assert waited == 0
+        else:
+            smaller = [t for t in recorder.trials if t.params.factors == params.factors // 2]
+            assert waited in {t.best_iteration for t in smaller} and waited > 0
