@@ -260,14 +260,10 @@ def holdout_metrics(
     selection = engine.select(parts.train, settings, progress)
     chosen = selection.params
     trials_out.extend(selection.trials)
-    if not reuse_search_fit:
-        fit_part = parts.train
-        result = engine.fit(fit_part, chosen)
-    elif selection.fitted is not None:
-        fit_part = search_fit_part(parts.train, search_seed(settings))
+    fit_part = search_fit_part(parts.train, search_seed(settings)) if reuse_search_fit else parts.train
+    if reuse_search_fit and selection.fitted is not None:
         result = selection.fitted
     else:
-        fit_part = search_fit_part(parts.train, search_seed(settings))
         result = engine.fit(fit_part, chosen)
     reference = result.item_factors  # diversity of both lists measured in the same space
     als = evaluate_lists(result.user_factors, reference, parts.train, parts.test, reference, k=settings.k)

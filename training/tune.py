@@ -330,6 +330,8 @@ def auto_select(
     if "iterations" not in pinned:
         chosen = replace(chosen, iterations=max(best.best_iteration, 1))
     fitted = searcher.fitted(best)
+    if fitted is not None and fitted.best_iteration != chosen.iterations:
+        fitted = None  # pinned iterations the early-stopped trial did not run to: fitted again
     return Selection(
         chosen,
         list(searcher.trials),

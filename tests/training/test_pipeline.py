@@ -62,3 +62,14 @@ def test_a_pinned_train_is_scored_on_the_same_part_the_search_fits_on(dataset, s
         assert again.metrics["als"][name] == pytest.approx(report.metrics["als"][name], abs=1e-6)
     # And the model served is the same either way: the refit on all data is from scratch.
     np.testing.assert_allclose(again.result.item_factors, report.result.item_factors, atol=1e-5)
+
+
+def test_pinned_iterations_are_scored_as_pinned_not_where_the_search_stopped(dataset) -> None:
+    engine = CountingEngine()
+    settings = TrainSettings(max_factors=64, iterations=30, search_seconds=20)
+    report = train(dataset, settings, write=False, engine=engine)
+    assert report.params.iterations == 30
+    winner = max(report.trials, key=lambda t: t.score)
+    if winner.best_iteration == 30:
+        pytest.skip("the search's winner peaked at the pinned count: nothing to tell apart")
+    assert engine.fitted_pairs == [_fit_part_pairs(dataset, settings), dataset.matrix.nnz]
