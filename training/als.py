@@ -112,7 +112,7 @@ class Validation:
     patience: int = 2
     k: int = 20
     metric: str = "recall"  # or "ndcg"
-    max_users: int = 3000
+    max_users: int | None = 3000  # None: every user with held-out items
     sampled: SampledHoldout | None = None
     tolerance: float = 0.002
     race: tuple[tuple[int, float], ...] = ()
