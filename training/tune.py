@@ -1,9 +1,9 @@
 """Choosing hyperparameters on validation data: the `tune` grid and `train`'s automatic selection.
 
 Both score a configuration the same way: fit on the training part minus a per-user validation
-holdout, measure Recall@20 of a full ranking of the catalog on that holdout (for as many of
-its users as a fixed cost per checkpoint allows, `validation_users`) every two iterations, and
-keep the best iteration. The test split is never looked at while choosing.
+holdout, measure Recall@20 of a full ranking of the catalog on that holdout (for a sample of
+its users sized by the held-out items it holds and the cost of a checkpoint, `validation_users`)
+every two iterations, and keep the best iteration. The test split is never looked at while choosing.
 
 Automatic selection (the default of `train`) is a coordinate search in two phases, because no
 single setting is right: on real data sets the best alpha ranged from 4 to 1024, the best L2
