@@ -153,7 +153,9 @@ def test_serving_on_a_redis_cluster_survives_the_failover_of_one_master(
     )
     degraded_at = next(t for t, s in load.ready if s == "degraded")
     ready_at = load.ready[-1][0]
-    assert killed_at < degraded_at < promoted_at < ready_at + 0.5, load.ready
+    # The master dies somewhere between kill_started and killed_at (kill_master returns after
+    # the process is reaped): the probe, every 20 ms on its own thread, may see it first.
+    assert kill_started < degraded_at < promoted_at < ready_at + 0.5, load.ready
 
     # A write whose stream part hit the dead master is refused, and its retry after the failover
     # completes it exactly once: the user's part (on a live master) is not applied twice.
