@@ -8,11 +8,11 @@ from training.confidence import Scaling
 from training.dataset import build_dataset
 from training.events import DEFAULT_EVENT_WEIGHTS
 from training.interaction_log import from_table
+from training.splits import SplitKind, split
 from training.tune import (
     ALPHA_LADDER,
     DISCOUNT_LADDER,
     GROWTH_RACE_FROM,
-    KEEP_FITS_WITHIN,
     MIN_GAIN,
     REG_LADDER,
     Searcher,
@@ -277,30 +277,17 @@ def test_a_larger_size_races_its_best_sibling_from_sweep_6_and_the_smaller_model
         assert set(race.curve) == set(sibling.curve) | moved
 
 
-def test_only_sizes_that_can_still_be_chosen_keep_their_best_vectors_and_the_winner_is_handed_over(
-    searcher,
-) -> None:
-    s = Searcher(searcher, every=3)
-    selection = auto_select(s, BASE, pinned={"scaling"}, max_factors=32)
-    assert selection.fitted is not None
-    assert selection.fitted.params == selection.params
-    assert selection.fitted.user_factors.shape == (searcher.shape[0], selection.params.factors)
-    top = max(t.score for t in selection.trials)
-    for size in {t.params.factors for t in selection.trials}:
-        same = [t for t in selection.trials if t.params.factors == size]
-        best = max(same, key=lambda t: t.score)
-        in_reach = best.score * (1.0 + KEEP_FITS_WITHIN) >= top
-        assert (s.fitted(best) is not None) == in_reach
-        assert all(s.fitted(t) is None for t in same if t is not best)
-
-
-def test_a_size_that_falls_out_of_reach_of_the_best_frees_its_vectors(searcher) -> None:
-    s = Searcher(searcher, every=3)
-    flat = s.score(replace(BASE, factors=16, regularization=1e5))  # the penalty flattens it
-    assert s.fitted(flat) is not None  # the best so far: it could still be chosen
-    good = s.score(BASE)
-    assert good.score > flat.score * (1.0 + KEEP_FITS_WITHIN)
-    assert s.fitted(flat) is None and s.fitted(good) is not None
+def test_pairs_given_to_also_fit_are_fitted_in_every_trial_and_never_scored(searcher) -> None:
+    parts = split(searcher, SplitKind.random, test_fraction=0.2, seed=3)
+    train, test = parts.train, searcher.multiply(parts.test).tocsr()
+    plain = Searcher(train, seed=5)
+    wider = Searcher(train, seed=5, also_fit=test)
+    # The same validation: the extra pairs change what is fitted, not what is scored.
+    assert (wider.validation.holdout != plain.validation.holdout).nnz == 0
+    assert wider.fit_part.nnz == plain.fit_part.nnz + test.nnz
+    assert (wider.fit_part - plain.fit_part != test).nnz == 0
+    held = wider.validation.holdout.multiply(test)
+    assert held.nnz == 0  # no test pair is ever a validation target
 
 
 def test_a_larger_size_is_not_stopped_for_a_lack_of_progress_before_the_smaller_models_peak(

@@ -29,7 +29,13 @@ class SparkEngine:
         self._partitions = settings.spark_partitions
         self._reg_param = settings.spark_reg_param
 
-    def select(self, train: sp.csr_matrix, settings: TrainSettings, progress: Progress) -> Selection:
+    def select(
+        self,
+        train: sp.csr_matrix,
+        settings: TrainSettings,
+        progress: Progress,
+        also_fit: sp.csr_matrix | None = None,
+    ) -> Selection:
         params = base_params(settings, is_binary(train))
         unpinned = set(SEARCHED) - pinned_names(settings)
         if unpinned:
