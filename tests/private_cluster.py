@@ -226,9 +226,20 @@ def private_cluster(
     server, cli = _binary("redis-server"), _binary("redis-cli")
     folder = Path(tempfile.mkdtemp(prefix="recsys-cluster-"))
     procs: dict[int, subprocess.Popen[bytes]] = {}
+    taken: set[int] = set()
+
+    def distinct_port() -> int:
+        """A free port no node of this cluster has: the kernel may hand the same ephemeral port
+        to two probes in a row, and a repeat made one node replace another in `procs` (its
+        process leaked, five nodes left for `--cluster create`)."""
+        while (port := free_port()) in taken:
+            pass
+        taken.add(port)
+        return port
+
     try:
         for _ in range(masters * 2):
-            port, bus = free_port(), free_port()
+            port, bus = distinct_port(), distinct_port()
             args = [
                 server,
                 "--port", str(port),
