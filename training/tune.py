@@ -3,7 +3,8 @@
 Both score a configuration the same way: fit on the training part minus a per-user validation
 holdout, measure Recall@20 of a full ranking of the catalog on that holdout (for a sample of
 its users sized by the held-out items it holds and the cost of a checkpoint, `validation_users`)
-every two iterations, and keep the best iteration. The test split is never looked at while choosing.
+every two iterations, and keep the best iteration. No test pair is ever scored while choosing
+(`train` fits the candidates on its test pairs too, never scores them there: `Searcher`).
 
 Automatic selection (the default of `train`) is a coordinate search in two phases, because no
 single setting is right: on real data sets the best alpha ranged from 4 to 1024, the best L2
