@@ -73,7 +73,6 @@ class ScriptedSearcher(Searcher):
     def __init__(self, landscape) -> None:
         self.trials = []
         self._cache = {}
-        self._best_fit_per_size = {}
         self._on_trial = None
         self.landscape = landscape
 
