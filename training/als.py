@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from training.biased_als import fit_biased
 from training.confidence import Scaling, confidence_matrix
-from training.evaluation import evaluate_ranking, evaluate_sampled
+from training.evaluation import evaluate_recall_ndcg, evaluate_sampled
 from training.loss import DEFAULT_MAX_PAIRS, LossPairs, als_loss, loss_pairs
 
 
@@ -124,7 +124,7 @@ class Validation:
         if self.sampled is not None:
             s = self.sampled
             return evaluate_sampled(users, items, s.users, s.positives, s.negatives, self.k).ndcg
-        result = evaluate_ranking(users, items, train, self.holdout, k=self.k, max_users=self.max_users)
+        result = evaluate_recall_ndcg(users, items, train, self.holdout, k=self.k, max_users=self.max_users)
         return result.recall if self.metric == "recall" else result.ndcg
 
     def next_checkpoint(self, iteration: int) -> int:
@@ -229,7 +229,10 @@ def fit_als(
         ):
             best["next_check"] = validation.next_checkpoint(iteration + 1)
             users, items = factors()
-            score = validation.score(users, items, confidences)
+            # Between sweeps implicit's threads are idle: the checkpoint's matrix product gets
+            # the BLAS threads back (pinned to one, it ran the checkpoints on one core).
+            with threadpool_limits(scoring_threads, "blas"):
+                score = validation.score(users, items, confidences)
             record.validation_score = score
             progressed = score > best["score"] * (1.0 + validation.tolerance)
             if score > best["score"]:
@@ -256,6 +259,7 @@ def fit_als(
             raise _StopTrainingError
 
     pairs: LossPairs | None = None
+    scoring_threads = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
     start = time.perf_counter()
     with threadpool_limits(1, "blas"):
         if params.biases:

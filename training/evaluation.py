@@ -12,10 +12,19 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.topk import topk as implicit_topk
 
-from training.metrics import RankingMetrics, SampledMetrics, beyond_accuracy, ranking_metrics, sampled_metrics
+from training.metrics import (
+    HeldOutRanks,
+    RankingMetrics,
+    SampledMetrics,
+    beyond_accuracy,
+    metrics_from_ranks,
+    ranking_metrics,
+    sampled_metrics,
+)
 
 _SCORE_BUDGET = 16_000_000  # floats per batch of users x items
 _FILTERED = np.finfo(np.float32).min
+RANKS_UP_TO = 2.5  # held-out items a user, on average, up to which counting ranks is cheaper
 
 
 class _Row(NamedTuple):
@@ -80,11 +89,91 @@ def evaluate_ranking(
     seed: int = 0,
 ) -> RankingMetrics:
     """Rank all items not in training for every user with test items (or a sample of them)."""
+    users = _scored_users(test, max_users, seed)
+    recs = top_k(user_factors, item_factors, users, k, exclude=train)
+    return ranking_metrics(recs, test[users], n_items=item_factors.shape[0])
+
+
+def _scored_users(test: sp.csr_matrix, max_users: int | None, seed: int) -> np.ndarray:
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    recs = top_k(user_factors, item_factors, users, k, exclude=train)
-    return ranking_metrics(recs, test[users], n_items=item_factors.shape[0])
+    return users
+
+
+def held_out_ranks(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    users: np.ndarray,
+    exclude: sp.csr_matrix,
+    held_out: sp.csr_matrix,
+) -> np.ndarray:
+    """Where each held-out item of `users` ranks (0 = first) among the items its user has no
+    `exclude` pair with, by dot product: the held-out pairs of `held_out[users]` in CSR order.
+
+    Ties count against the model (every other item scoring as high ranks ahead), so a collapsed
+    model whose scores are all equal ranks nothing first; a non-finite score ranks last.
+
+    Counting the items that score at least as high as the held-out one is one comparison per
+    item, where a top-k list selects over them: on Amazon Beauty's validation (18,733 users,
+    about one held-out item each, 12,101 items) half the time of `top_k` at 64 factors.
+    """
+    n_items = item_factors.shape[0]
+    held = held_out[users].tocsr()
+    ranks = np.empty(held.nnz, np.int64)
+    if held.nnz == 0:
+        return ranks
+    items_t = np.ascontiguousarray(item_factors, dtype=np.float32).T
+    per_user = np.diff(held.indptr)
+    batch = max(1, _SCORE_BUDGET // max(n_items, 1))
+    for start in range(0, len(users), batch):
+        stop = min(start + batch, len(users))
+        scores = np.ascontiguousarray(user_factors[users[start:stop]], dtype=np.float32) @ items_t
+        seen = exclude[users[start:stop]].tocsr()
+        scores[np.repeat(np.arange(stop - start), np.diff(seen.indptr)), seen.indices] = -np.inf
+        lo, hi = held.indptr[start], held.indptr[stop]
+        owners = np.repeat(np.arange(stop - start), per_user[start:stop])
+        mine = scores[owners, held.indices[lo:hi]]
+        block = np.empty(hi - lo, np.int64)
+        # One held-out item per user compares against its own row in place; a user's further
+        # items need a copy of that row each.
+        first = (held.indptr[start:stop] - lo)[per_user[start:stop] > 0]
+        threshold = np.full(stop - start, np.inf, np.float32)  # a row without one counts nothing
+        threshold[owners[first]] = mine[first]
+        block[first] = np.count_nonzero(scores >= threshold[:, None], axis=1)[owners[first]]
+        rest = np.ones(hi - lo, bool)
+        rest[first] = False
+        extra = np.flatnonzero(rest)
+        for chunk in np.array_split(extra, max(1, -(-len(extra) * n_items // _SCORE_BUDGET))):
+            if len(chunk):
+                block[chunk] = np.count_nonzero(scores[owners[chunk]] >= mine[chunk, None], axis=1)
+        block -= 1  # the item itself
+        block[~np.isfinite(mine)] = n_items
+        ranks[lo:hi] = block
+    return ranks
+
+
+def evaluate_recall_ndcg(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    k: int = 10,
+    max_users: int | None = None,
+    seed: int = 0,
+) -> HeldOutRanks:
+    """`evaluate_ranking`'s Recall@k and NDCG@k (the same users, the same figures up to ties) at
+    the lower cost: counting ranks costs a comparison per held-out item and catalog item, a
+    top-k list a selection per user and catalog item, so the ranks win where users hold few
+    held-out items (`RANKS_UP_TO` a user on average) and the lists where they hold many."""
+    users = _scored_users(test, max_users, seed)
+    n_rel = np.diff(test.indptr)[users]
+    if n_rel.sum() > RANKS_UP_TO * len(users):
+        full = ranking_metrics(top_k(user_factors, item_factors, users, k, exclude=train), test[users])
+        return HeldOutRanks(k, full.users, full.recall, full.ndcg)
+    ranks = held_out_ranks(user_factors, item_factors, users, train, test)
+    owners = np.repeat(np.arange(len(users)), n_rel)
+    return metrics_from_ranks(ranks, owners, n_rel, k)
 
 
 def evaluate_lists(

@@ -92,6 +92,34 @@ def ranking_metrics(topk: np.ndarray, test_rows: sp.csr_matrix, n_items: int | N
 
 
 @dataclass(frozen=True)
+class HeldOutRanks:
+    """Recall@k and NDCG@k of a full ranking, computed from where each held-out item ranks."""
+
+    k: int
+    users: int
+    recall: float
+    ndcg: float
+
+
+def metrics_from_ranks(ranks: np.ndarray, owners: np.ndarray, n_rel: np.ndarray, k: int) -> HeldOutRanks:
+    """`ranks[i]` is held-out pair i's position in its user's ranking of the items that user did
+    not train on (0 = first), `owners[i]` its user's row in `n_rel` (each user's held-out count,
+    all positive). The same Recall@k and NDCG@k `ranking_metrics` reads off the top-k lists,
+    without building them: a pair is a hit where its rank is under k, at position rank + 1."""
+    n_users = len(n_rel)
+    if n_users == 0:
+        return HeldOutRanks(k, 0, 0.0, 0.0)
+    hit = ranks < k
+    discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+    hits = np.bincount(owners[hit], minlength=n_users)
+    dcg = np.bincount(owners[hit], weights=discounts[ranks[hit]], minlength=n_users)
+    ideal = np.cumsum(discounts)[np.minimum(n_rel, k) - 1]
+    return HeldOutRanks(
+        k=k, users=n_users, recall=float((hits / n_rel).mean()), ndcg=float((dcg / ideal).mean())
+    )
+
+
+@dataclass(frozen=True)
 class BeyondAccuracy:
     """What the retrieval-phase design asks of a candidate list besides hits (its expected ranges:
     coverage 80-90%, diversity 0.7-0.9):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from training.metrics import ranking_metrics, sampled_metrics
+from training.metrics import metrics_from_ranks, ranking_metrics, sampled_metrics
 
 
 def test_hand_computed_example() -> None:
@@ -20,6 +20,22 @@ def test_hand_computed_example() -> None:
     assert m.ndcg == pytest.approx(((1 + 1 / np.log2(4)) / idcg) / 2)
     assert m.hit_rate == 0.5
     assert m.coverage == pytest.approx(6 / 10)
+
+
+def test_metrics_from_ranks_match_the_hand_computed_lists() -> None:
+    # The example above as ranks: user 0's items 1 and 5 ranked 0 and 2, user 1's item 7 at 3.
+    m = metrics_from_ranks(np.array([0, 2, 3]), np.array([0, 0, 1]), np.array([2, 1]), k=3)
+    idcg = 1 + 1 / np.log2(3)
+    assert m.users == 2
+    assert m.recall == pytest.approx((1.0 + 0) / 2)
+    assert m.ndcg == pytest.approx(((1 + 1 / np.log2(4)) / idcg) / 2)
+
+
+def test_metrics_from_ranks_cap_the_ideal_at_k() -> None:
+    # Five held-out items, two in the top 2: recall 2/5, NDCG against an ideal of two hits.
+    m = metrics_from_ranks(np.array([0, 1, 2, 7, 9]), np.zeros(5, np.int64), np.array([5]), k=2)
+    assert m.recall == pytest.approx(2 / 5)
+    assert m.ndcg == pytest.approx(1.0)
 
 
 def test_users_without_test_items_are_not_counted() -> None:
