@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from training.biased_als import fit_biased
 from training.confidence import Scaling, confidence_matrix
@@ -229,10 +229,7 @@ def fit_als(
         ):
             best["next_check"] = validation.next_checkpoint(iteration + 1)
             users, items = factors()
-            # Between sweeps implicit's threads are idle: the checkpoint's matrix product gets
-            # the BLAS threads back (pinned to one, it ran the checkpoints on one core).
-            with threadpool_limits(scoring_threads, "blas"):
-                score = validation.score(users, items, confidences)
+            score = validation.score(users, items, confidences)
             record.validation_score = score
             progressed = score > best["score"] * (1.0 + validation.tolerance)
             if score > best["score"]:
@@ -259,7 +256,6 @@ def fit_als(
             raise _StopTrainingError
 
     pairs: LossPairs | None = None
-    scoring_threads = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
     start = time.perf_counter()
     with threadpool_limits(1, "blas"):
         if params.biases:

@@ -111,8 +111,8 @@ def validation_users(
     noise of the held-out items: a recall near 0.1 measured on n items has a relative standard
     error of about sqrt(0.9 / (0.1 n)). So the sample takes as many users as `max_scores` user x
     item scores per checkpoint allow (each checkpoint ranks the whole catalog for every sampled
-    user; 120 million took about a second at 64 factors on these two cores as top-k lists, a
-    third of one as counted ranks, `evaluate_recall_ndcg`), at least `min_users`,
+    user; 120 million cost about 0.4 s at 64 factors on these two cores as top-k lists, 0.2 s
+    as counted ranks, `evaluate_recall_ndcg`), at least `min_users`,
     and more where those hold fewer than `min_items` held-out items, up to `ceiling_scores`.
     Measured: a fixed 3,000 users held about 3,300 items on Amazon Beauty, and three seeds of the
     validation split chose 128, 256 and 512 factors (test Recall@20 0.1541-0.1610); on MovieLens
