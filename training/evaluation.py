@@ -194,7 +194,7 @@ def evaluate_recall_ndcg(
     users = _scored_users(test, max_users, seed)
     n_rel = np.diff(test.indptr)[users]
     if n_rel.sum() > RANKS_UP_TO * len(users):
-        full = ranking_metrics(top_k(user_factors, item_factors, users, k, exclude=train), test[users])
+        full = evaluate_ranking(user_factors, item_factors, train, test, k, max_users, seed)
         return HeldOutRanks(k, full.users, full.recall, full.ndcg)
     ranks = held_out_ranks(user_factors, item_factors, users, train, test)
     owners = np.repeat(np.arange(len(users)), n_rel)
