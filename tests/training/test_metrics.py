@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from training.metrics import metrics_from_ranks, ranking_metrics, sampled_metrics
+from training.metrics import hit_matrix, metrics_from_ranks, ranking_metrics, sampled_metrics
 
 
 def test_hand_computed_example() -> None:
@@ -49,6 +49,23 @@ def test_padding_is_never_a_hit() -> None:
     test = sp.csr_matrix((np.ones(1), ([0], [0])), shape=(1, 3))
     m = ranking_metrics(topk, test)
     assert m.precision == 0 and m.coverage == 0
+
+
+def test_hit_matrix_finds_each_listed_test_item_whatever_the_order_of_the_rows_indices() -> None:
+    rng = np.random.default_rng(3)
+    n_users, n_items = 50, 40
+    test = sp.random(n_users, n_items, density=0.15, format="csr", random_state=4)
+    shuffled = test.copy()
+    for row in range(n_users):  # the same pairs, stored out of order
+        lo, hi = shuffled.indptr[row], shuffled.indptr[row + 1]
+        shuffled.indices[lo:hi] = shuffled.indices[lo:hi][::-1].copy()
+    shuffled.has_sorted_indices = False
+    topk = rng.integers(-1, n_items, size=(n_users, 8))
+    expected = np.array([[item >= 0 and test[u, item] != 0 for item in topk[u]] for u in range(n_users)])
+    assert expected.any()
+    np.testing.assert_array_equal(hit_matrix(topk, test), expected)
+    np.testing.assert_array_equal(hit_matrix(topk, shuffled), expected)
+    assert not hit_matrix(topk, sp.csr_matrix((n_users, n_items))).any()
 
 
 def test_our_metrics_equal_implicits_ranking_metrics_at_k(small_synthetic) -> None:

@@ -19,6 +19,7 @@ class CountingEngine(ImplicitEngine):
 
     def __init__(self) -> None:
         self.fitted_pairs: list[int] = []
+        self.with_loss: list[bool] = []
         self.also_fit: list = []
 
     def select(self, train, settings, progress, also_fit=None):
@@ -27,6 +28,7 @@ class CountingEngine(ImplicitEngine):
 
     def fit(self, matrix, params, on_iteration=None):
         self.fitted_pairs.append(int(matrix.nnz))
+        self.with_loss.append(params.calculate_loss)
         return super().fit(matrix, params, on_iteration)
 
 
@@ -68,6 +70,18 @@ def test_a_searched_train_scores_its_choice_fitted_on_the_training_part_then_ref
     train_pairs = _parts(dataset, settings).train.nnz
     assert engine.fitted_pairs == [train_pairs, dataset.matrix.nnz]
     assert report.metrics["model_fit_pairs"] == report.metrics["train_pairs"] == train_pairs
+
+
+def test_only_the_shipped_fit_computes_its_training_loss(dataset, searched) -> None:
+    settings, engine, report = searched
+    assert engine.with_loss == [False, True]  # the scored fit's loss would be thrown away
+    assert all(h.loss is not None for h in report.result.history)
+    no_refit = settings.model_copy(update={name: getattr(report.params, name) for name in SEARCHED})
+    no_refit = no_refit.model_copy(update={"refit": False})
+    engine = CountingEngine()
+    shipped = train(dataset, no_refit, write=False, engine=engine)
+    assert engine.with_loss == [True]  # the scored model is the one shipped: its curve is kept
+    assert all(h.loss is not None for h in shipped.result.history)
 
 
 def test_a_pinned_train_scores_and_ships_the_same_model_as_the_search_that_chose_its_values(
